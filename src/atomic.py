@@ -1,0 +1,64 @@
+"""Write-temp-then-replace for every file a stage writes.
+
+A reader (or a later `dvc repro`) sees either the old file or the complete new one, never a
+partial file, even if the process is killed mid-write.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success fsync it and `os.replace` it over `path`.
+
+    On error the temporary file is removed and `path` is left untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Atomically write `text` to `path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Atomically write `data` as indented JSON with a trailing newline."""
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically `torch.save` `obj` to `path`."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def save_figure(path: str | os.PathLike, figure: Any) -> None:
+    """Atomically save a matplotlib figure as PNG."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")

@@ -1,0 +1,203 @@
+"""params.yaml -> frozen, validated dataclasses.
+
+Every stage loads the whole file through `load_params` before doing any work, so a misspelt
+key or an out-of-range value anywhere stops the stage at once with one message that names
+the key, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+ARCHITECTURES = ("fc", "conv", "resnet", "sr")
+BASELINES = ("nearest", "bilinear", "bicubic")
+SCHEDULES = ("constant", "onecycle", "cosine")
+OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
+
+
+class ParamsError(ValueError):
+    """An invalid value or key in params.yaml."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DownloadParams:
+    """Where the CIFAR-10 python archive comes from: an http(s)/file URL or a local path."""
+
+    url: str = OFFICIAL_URL
+    md5: str = OFFICIAL_MD5
+
+
+@dataclasses.dataclass(frozen=True)
+class DataParams:
+    """Limits on the images used, for short runs; 0 means the whole split."""
+
+    train_images: int = 0
+    test_images: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    """Optimisation settings shared by every architecture (a model may override them)."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    schedule: str = "constant"
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelParams:
+    """One architecture: its constructor options and its overrides of `train`."""
+
+    options: Mapping[str, int]
+    train: TrainParams
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateParams:
+    """Test-split evaluation and figures."""
+
+    batch_size: int = 500
+    samples: int = 6
+    self_ensemble: bool = False
+    consistency: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """The whole of params.yaml."""
+
+    download: DownloadParams
+    data: DataParams
+    train: TrainParams
+    models: Mapping[str, ModelParams]
+    evaluate: EvaluateParams
+
+
+# Constructor options each architecture accepts, with their lower bound.
+MODEL_OPTIONS: dict[str, dict[str, int]] = {
+    "fc": {},
+    "conv": {},
+    "resnet": {},
+    "sr": {"width": 1, "depth": 0},
+}
+
+
+def _fail(key: str, value: Any, allowed: str) -> ParamsError:
+    return ParamsError(f"params.yaml: invalid {key}={value!r}; allowed: {allowed}")
+
+
+def _build(cls: type, raw: Any, prefix: str, base: Any = None) -> Any:
+    """Build dataclass `cls` from mapping `raw`, rejecting unknown keys and wrong types."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise _fail(prefix, raw, "a mapping of keys to values")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ParamsError(
+            f"params.yaml: unknown key {prefix}.{unknown[0]}; allowed keys in {prefix}: "
+            + ", ".join(fields)
+        )
+    values = {}
+    for name, field in fields.items():
+        default = getattr(base, name) if base is not None else field.default
+        value = raw.get(name, default)
+        kind = {"int": int, "float": float, "str": str, "bool": bool}[field.type]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise _fail(f"{prefix}.{name}", value, f"a value of type {field.type}")
+        values[name] = value
+    return cls(**values)
+
+
+def _check_train(t: TrainParams, prefix: str) -> None:
+    if t.epochs < 1:
+        raise _fail(f"{prefix}.epochs", t.epochs, "an integer >= 1")
+    if t.batch_size < 1:
+        raise _fail(f"{prefix}.batch_size", t.batch_size, "an integer >= 1")
+    if not t.lr > 0:
+        raise _fail(f"{prefix}.lr", t.lr, "a number > 0")
+    if t.schedule not in SCHEDULES:
+        raise _fail(f"{prefix}.schedule", t.schedule, ", ".join(SCHEDULES))
+    if t.threads < 0:
+        raise _fail(f"{prefix}.threads", t.threads, "0 (torch's default) or a positive count")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device):
+        raise _fail(f"{prefix}.device", t.device, "auto, cpu, cuda, cuda:N or mps")
+
+
+def _build_models(raw: Any, shared: TrainParams) -> dict[str, ModelParams]:
+    if not isinstance(raw, Mapping):
+        raise _fail("models", raw, "a mapping from architecture name to its settings")
+    unknown = sorted(set(raw) - set(ARCHITECTURES))
+    if unknown:
+        raise _fail("models", unknown[0], "architectures " + ", ".join(ARCHITECTURES))
+    models = {}
+    for arch in ARCHITECTURES:
+        entry = dict(raw.get(arch) or {})
+        overrides = entry.pop("train", None)
+        options = {}
+        for name, value in entry.items():
+            if name not in MODEL_OPTIONS[arch]:
+                allowed = ", ".join(["train", *MODEL_OPTIONS[arch]])
+                raise ParamsError(
+                    f"params.yaml: unknown key models.{arch}.{name}; allowed keys in models.{arch}: {allowed}"
+                )
+            low = MODEL_OPTIONS[arch][name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise _fail(f"models.{arch}.{name}", value, f"an integer >= {low}")
+            options[name] = value
+        train = _build(TrainParams, overrides, f"models.{arch}.train", base=shared)
+        _check_train(train, f"models.{arch}.train")
+        models[arch] = ModelParams(options=options, train=train)
+    return models
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate the parsed YAML of params.yaml and return it as frozen dataclasses."""
+    if not isinstance(raw, Mapping):
+        raise ParamsError("params.yaml: expected a mapping of parameter groups at the top level")
+    groups = ("download", "data", "train", "models", "evaluate")
+    unknown = sorted(set(raw) - set(groups))
+    if unknown:
+        raise ParamsError(f"params.yaml: unknown group {unknown[0]}; allowed groups: " + ", ".join(groups))
+    download = _build(DownloadParams, raw.get("download"), "download")
+    if not re.fullmatch(r"[0-9a-f]{32}", download.md5):
+        raise _fail("download.md5", download.md5, "32 lowercase hexadecimal digits")
+    data = _build(DataParams, raw.get("data"), "data")
+    for name in ("train_images", "test_images"):
+        if getattr(data, name) < 0:
+            raise _fail(f"data.{name}", getattr(data, name), "0 (the whole split) or a positive count")
+    train = _build(TrainParams, raw.get("train"), "train")
+    _check_train(train, "train")
+    models = _build_models(raw.get("models", {}), train)
+    evaluate = _build(EvaluateParams, raw.get("evaluate"), "evaluate")
+    if evaluate.batch_size < 1:
+        raise _fail("evaluate.batch_size", evaluate.batch_size, "an integer >= 1")
+    if evaluate.samples < 1:
+        raise _fail("evaluate.samples", evaluate.samples, "an integer >= 1")
+    return Params(download, data, train, models, evaluate)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    with open(path) as f:
+        return parse_params(yaml.safe_load(f))
+
+
+def check_limit(key: str, limit: int, available: int) -> int:
+    """Resolve a data limit against the split size: 0 means all; more than exists is an error."""
+    if limit > available:
+        raise _fail(key, limit, f"0 (all) or at most {available}, the size of the split")
+    return limit or available

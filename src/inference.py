@@ -1,0 +1,51 @@
+"""Optional inference refinements: geometric self-ensemble and low-resolution consistency.
+
+- Self-ensemble (EDSR+): average the model's outputs over the 8 flips/rotations of the input,
+  each mapped back.
+- Consistency: project the output onto the images whose 8x8 downscale (the exact linear map
+  of PIL's antialiased bilinear Resize(8)) equals the input: x + P (y - A x A^T) P^T with
+  P = A^T (A A^T)^-1. The true image lies in that set (up to 8-bit rounding of y), so the
+  orthogonal projection cannot move the output further from it.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from src.pairs import HIGH_SIZE, LOW_SIZE
+
+
+def self_ensemble(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Mean of T^-1(model(T(x))) over the 8 dihedral transforms T of the square input."""
+    total = torch.zeros(0)
+    for flip in (False, True):
+        for k in range(4):
+            t = x.flip(-1) if flip else x
+            y = model(t.rot90(k, (-2, -1))).rot90(-k, (-2, -1))
+            y = y.flip(-1) if flip else y
+            total = y if total.numel() == 0 else total + y
+    return total / 8
+
+
+@functools.cache
+def downscale_matrix() -> torch.Tensor:
+    """A (8, 32): one axis of PIL's antialiased bilinear 32->8 resize, so D(X) = A X A^T."""
+    a = np.zeros((LOW_SIZE, HIGH_SIZE))
+    for j in range(HIGH_SIZE):
+        basis = np.zeros((HIGH_SIZE, HIGH_SIZE), dtype=np.float32)
+        basis[:, j] = 1  # constant along rows, so every output row is column j of A^T
+        small = Image.fromarray(basis, mode="F").resize((LOW_SIZE, LOW_SIZE), Image.BILINEAR)
+        a[:, j] = np.asarray(small)[0]
+    return torch.from_numpy(a).float()
+
+
+def project_consistent(pred: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """Project float predictions (N,3,32,32) so that their 8x8 downscale equals `low` (float), clamped."""
+    a = downscale_matrix()
+    p = a.T @ torch.linalg.inv(a @ a.T)
+    residual = low - a @ pred @ a.T
+    return (pred + p @ residual @ p.T).clamp_(0, 1)

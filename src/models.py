@@ -1,0 +1,121 @@
+"""The architectures, as plain nn.Modules, and a registry by name.
+
+Every model maps a float batch (N, 3, 8, 8) in [0, 1] to (N, 3, 32, 32). The first three are
+the tutorial's encoder-decoders, layer for layer; `SRResNet` is this project's super-resolution
+network (EDSR body + ESPCN sub-pixel upsampling + a residual over bicubic).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet18
+
+
+class FC(nn.Module):
+    """The tutorial's fully connected autoencoder: 192 -> 64 -> 3072, sigmoid output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        widths = [192, 512, 256, 128, 64, 128, 256, 512]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for w_in, w_out in zip(widths, widths[1:]):
+            layers += [nn.Linear(w_in, w_out), nn.ReLU()]
+        layers += [nn.Linear(512, 3 * 32 * 32), nn.Sigmoid(), nn.Unflatten(1, (3, 32, 32))]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Conv(nn.Module):
+    """The tutorial's small convolutional encoder (-> 128x2x2) and transposed-conv decoder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 64x4x4
+            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 128x2x2
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(128, 64, 2, stride=2), nn.ReLU(),  # 64x4x4
+            nn.ConvTranspose2d(64, 32, 2, stride=2), nn.ReLU(),  # 32x8x8
+            nn.ConvTranspose2d(32, 3, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),  # 3x16x16
+            nn.ConvTranspose2d(3, 3, 3, stride=2, padding=1, output_padding=1), nn.Sigmoid(),  # 3x32x32
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def _up_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class ResNet(nn.Module):
+    """The tutorial's ResNet18 encoder (3x3 stem, no avgpool/fc; -> 512x1x1) and a 5-step x2 decoder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        backbone = resnet18(weights=None)
+        backbone.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        self.encoder = nn.Sequential(*list(backbone.children())[:-2])  # drop avgpool and fc
+        self.decoder = nn.Sequential(
+            _up_block(512, 256), _up_block(256, 128), _up_block(128, 64), _up_block(64, 32),  # 32x16x16
+            nn.ConvTranspose2d(32, 3, 4, stride=2, padding=1), nn.Sigmoid(),  # 3x32x32
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class ResidualBlock(nn.Module):
+    """EDSR's block: conv-ReLU-conv plus the identity, with no BatchNorm."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class SRResNet(nn.Module):
+    """Super-resolution network: a residual body at 8x8, PixelShuffle(4), plus the bicubic upsample.
+
+    The last conv starts at zero, so an untrained model outputs exactly the bicubic upsample and
+    training only ever has to learn the correction.
+    """
+
+    def __init__(self, width: int = 64, depth: int = 8, scale: int = 4) -> None:
+        super().__init__()
+        self.scale = scale
+        self.head = nn.Conv2d(3, width, 3, padding=1)
+        self.body = nn.Sequential(*[ResidualBlock(width) for _ in range(depth)], nn.Conv2d(width, width, 3, padding=1))
+        self.tail = nn.Conv2d(width, 3 * scale**2, 3, padding=1)
+        self.upsample = nn.PixelShuffle(scale)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        features = self.head(x)
+        features = features + self.body(features)
+        return base + self.upsample(self.tail(features))
+
+
+MODELS: dict[str, type[nn.Module]] = {"fc": FC, "conv": Conv, "resnet": ResNet, "sr": SRResNet}
+
+
+def build_model(arch: str, **options: int) -> nn.Module:
+    """Instantiate architecture `arch` with its options from params.yaml."""
+    if arch not in MODELS:
+        raise ValueError(f"unknown architecture {arch!r}; allowed: {', '.join(MODELS)}")
+    return MODELS[arch](**options)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

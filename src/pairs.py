@@ -1,0 +1,78 @@
+"""Low/high-resolution pairs: 32x32 CIFAR images and their 8x8 downscales, as stored tensors.
+
+Both halves are kept as uint8. That is lossless: the tutorial's input is PIL's 8-bit output of
+`Resize(8)` and its target the 8-bit original, each later divided by 255 by `ToTensor`. uint8
+takes a quarter of float32's space (184 MB for all 60k pairs) and is converted per batch.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+from src.atomic import torch_save
+
+LOW_SIZE = 8
+HIGH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Paired images of one split: low (N,3,8,8), high (N,3,32,32) uint8; labels (N,) int64."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def head(self, n: int) -> "Pairs":
+        """The first `n` pairs (the splits are already shuffled, so this is a fair subset)."""
+        return Pairs(self.low[:n], self.high[:n], self.labels[:n])
+
+    def to(self, device: torch.device) -> "Pairs":
+        """The same pairs on `device` (kept as uint8: the whole split fits on any GPU)."""
+        return Pairs(self.low.to(device), self.high.to(device), self.labels.to(device))
+
+
+def downscale(image: np.ndarray) -> np.ndarray:
+    """One HWC uint8 32x32 image -> 8x8, exactly as torchvision `Resize(8)` does on a PIL image."""
+    small = TF.resize(Image.fromarray(image), LOW_SIZE)  # PIL bilinear, antialiased
+    return np.asarray(small, dtype=np.uint8)
+
+
+def make_pairs(images: np.ndarray, labels: np.ndarray) -> Pairs:
+    """Build the pairs of one split from HWC uint8 images of shape (N, 32, 32, 3)."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (HIGH_SIZE, HIGH_SIZE, 3):
+        raise ValueError(f"expected uint8 images of shape (N, 32, 32, 3), got {images.dtype} {images.shape}")
+    low = np.stack([downscale(im) for im in images])
+    to_chw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
+    return Pairs(to_chw(low), to_chw(images), torch.from_numpy(labels.astype(np.int64)))
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [0, 1], as `ToTensor` gives."""
+    return images.float().div_(255)
+
+
+def save_pairs(path: str | os.PathLike, pairs: Pairs) -> None:
+    """Atomically write pairs as a dict of tensors."""
+    torch_save(path, {"low": pairs.low, "high": pairs.high, "labels": pairs.labels})
+
+
+def load_pairs(path: str | os.PathLike) -> Pairs:
+    """Load pairs written by `save_pairs`, with `weights_only=True` (no arbitrary objects)."""
+    d = torch.load(path, weights_only=True)
+    pairs = Pairs(d["low"], d["high"], d["labels"])
+    n = len(pairs.labels)
+    expected = {"low": (n, 3, LOW_SIZE, LOW_SIZE), "high": (n, 3, HIGH_SIZE, HIGH_SIZE)}
+    for name, shape in expected.items():
+        t = getattr(pairs, name)
+        if t.dtype != torch.uint8 or tuple(t.shape) != shape:
+            raise ValueError(f"{path}: {name} must be uint8 {shape}, got {t.dtype} {tuple(t.shape)}")
+    return pairs

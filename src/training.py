@@ -1,0 +1,181 @@
+"""Training: seeding, device choice, one epoch, the evaluation pass, and resumable fitting.
+
+Shape follows torchvision's references: `train_one_epoch`, `evaluate_mse`, and `fit` as the
+loop. Batches are drawn by index from the uint8 tensors kept in memory (on the device), with a
+seeded generator that shuffles anew every epoch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from src.atomic import torch_save
+from src.config import ParamsError, TrainParams
+from src.pairs import Pairs, to_float
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA, then MPS, then CPU; an explicit device must exist on this machine."""
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps and mps.is_available())
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
+    if name.startswith("cuda"):
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ParamsError(f"params.yaml: invalid train.device={name!r}; this machine has no such CUDA device")
+    if name == "mps" and not mps_ok:
+        raise ParamsError("params.yaml: invalid train.device='mps'; MPS is not available on this machine")
+    return torch.device(name)
+
+
+def setup_run(train: TrainParams) -> torch.device:
+    """Seed every RNG, fix the thread count, request deterministic kernels; return the device."""
+    device = resolve_device(train.device)
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    random.seed(train.seed)
+    np.random.seed(train.seed)
+    torch.manual_seed(train.seed)
+    return device
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of JSON-serialisable parts (params, versions, data digests)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, lr: float, total_steps: int):
+    """Per-batch learning-rate schedule: constant (the tutorial), OneCycle or cosine decay."""
+    if schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps)
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    data: Pairs,
+    batch_size: int,
+    generator: torch.Generator,
+    desc: str,
+) -> float:
+    """One pass over `data` in a fresh random order; returns the mean training MSE per pixel."""
+    model.train()
+    order = torch.randperm(len(data), generator=generator).to(data.low.device)
+    total = 0.0
+    for idx in tqdm(order.split(batch_size), desc=desc, leave=False, disable=None):
+        low, high = to_float(data.low[idx]), to_float(data.high[idx])
+        loss = nn.functional.mse_loss(model(low), high)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.item() * len(idx)
+    return total / len(data)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, low: torch.Tensor, batch_size: int,
+            transform: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Upscale uint8 low-res images in batches; float32 outputs clamped to [0, 1], on the CPU."""
+    model.eval()
+    run = transform or (lambda m, x: m(x))
+    outs = [run(model, to_float(chunk)).clamp_(0, 1).cpu() for chunk in low.split(batch_size)]
+    return torch.cat(outs)
+
+
+@torch.no_grad()
+def evaluate_mse(model: nn.Module, data: Pairs, batch_size: int) -> float:
+    """Mean squared error per pixel over `data` (outputs clamped to [0, 1])."""
+    model.eval()
+    total = 0.0
+    for low, high in zip(data.low.split(batch_size), data.high.split(batch_size)):
+        out = model(to_float(low)).clamp_(0, 1)
+        total += nn.functional.mse_loss(out, to_float(high), reduction="sum").item()
+    return total / data.high.numel()
+
+
+def _rng_state() -> dict[str, Any]:
+    """torch's global RNG states; training draws from no other global RNG (shuffling has its own)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path: Path, expected_fingerprint: str) -> dict[str, Any] | None:
+    """The checkpoint at `path` if it belongs to this exact run (same fingerprint), else None."""
+    if not path.exists():
+        return None
+    try:
+        ckpt = torch.load(path, weights_only=True)
+    except Exception as err:  # an unreadable checkpoint is discarded, never trusted
+        print(f"ignoring unreadable checkpoint {path}: {err}")
+        return None
+    if ckpt.get("fingerprint") != expected_fingerprint:
+        print(f"checkpoint {path} belongs to other params or code; starting fresh")
+        return None
+    return ckpt
+
+
+def fit(
+    model: nn.Module,
+    train: Pairs,
+    test: Pairs,
+    params: TrainParams,
+    checkpoint: Path,
+    run_fingerprint: str,
+    name: str,
+) -> list[dict[str, float]]:
+    """Train for `params.epochs`, logging train and test MSE per epoch; resume from `checkpoint`.
+
+    After each epoch the model, optimizer, scheduler, epoch, log and every RNG state are saved
+    atomically, so a killed run continues from its last completed epoch and ends with the same
+    weights as an uninterrupted one.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
+    steps = params.epochs * -(-len(train) // params.batch_size)
+    scheduler = make_scheduler(optimizer, params.schedule, params.lr, steps)
+    generator = torch.Generator().manual_seed(params.seed)
+    log: list[dict[str, float]] = []
+    state = load_checkpoint(checkpoint, run_fingerprint)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        _set_rng_state(state["rng"])
+        log = state["log"]
+        print(f"{name}: resuming after epoch {len(log)} from {checkpoint}")
+    for epoch in range(len(log) + 1, params.epochs + 1):
+        train_mse = train_one_epoch(model, optimizer, scheduler, train, params.batch_size, generator,
+                                    desc=f"{name} epoch {epoch}/{params.epochs}")
+        test_mse = evaluate_mse(model, test, 1000)
+        log.append({"epoch": epoch, "train_mse": train_mse, "test_mse": test_mse})
+        print(f"{name} epoch {epoch}/{params.epochs}: train MSE {train_mse:.5f}, test MSE {test_mse:.5f}", flush=True)
+        torch_save(checkpoint, {
+            "fingerprint": run_fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "rng": _rng_state(), "log": log,
+        })
+    return log
