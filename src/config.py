@@ -16,6 +16,7 @@ import yaml
 ARCHITECTURES = ("fc", "conv", "resnet", "sr")
 BASELINES = ("nearest", "bilinear", "bicubic")
 SCHEDULES = ("constant", "onecycle", "cosine")
+PRECISIONS = ("fp32", "bf16")
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 
@@ -51,6 +52,8 @@ class TrainParams:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    precision: str = "fp32"
+    channels_last: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +134,8 @@ def _check_train(t: TrainParams, prefix: str) -> None:
         raise _fail(f"{prefix}.lr", t.lr, "a number > 0")
     if t.schedule not in SCHEDULES:
         raise _fail(f"{prefix}.schedule", t.schedule, ", ".join(SCHEDULES))
+    if t.precision not in PRECISIONS:
+        raise _fail(f"{prefix}.precision", t.precision, ", ".join(PRECISIONS))
     if t.threads < 0:
         raise _fail(f"{prefix}.threads", t.threads, "0 (torch's default) or a positive count")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device):

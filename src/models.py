@@ -58,7 +58,7 @@ class ResNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         backbone = resnet18(weights=None)
-        backbone.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        backbone.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1)
         self.encoder = nn.Sequential(*list(backbone.children())[:-2])  # drop avgpool and fc
         self.decoder = nn.Sequential(
             _up_block(512, 256), _up_block(256, 128), _up_block(128, 64), _up_block(64, 32),  # 32x16x16

@@ -73,14 +73,21 @@ def train_one_epoch(
     batch_size: int,
     generator: torch.Generator,
     desc: str,
+    bf16: bool = False,
 ) -> float:
-    """One pass over `data` in a fresh random order; returns the mean training MSE per pixel."""
+    """One pass over `data` in a fresh random order; returns the mean training MSE per pixel.
+
+    With `bf16`, the forward pass runs under bfloat16 autocast; the loss is taken in fp32.
+    """
     model.train()
-    order = torch.randperm(len(data), generator=generator).to(data.low.device)
+    device = data.low.device
+    order = torch.randperm(len(data), generator=generator).to(device)
     total = 0.0
     for idx in tqdm(order.split(batch_size), desc=desc, leave=False, disable=None):
         low, high = to_float(data.low[idx]), to_float(data.high[idx])
-        loss = nn.functional.mse_loss(model(low), high)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(low)
+        loss = nn.functional.mse_loss(out.float(), high)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -154,6 +161,8 @@ def fit(
     atomically, so a killed run continues from its last completed epoch and ends with the same
     weights as an uninterrupted one.
     """
+    if params.channels_last:  # same fp32 maths, faster oneDNN convolutions on CPU
+        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     steps = params.epochs * -(-len(train) // params.batch_size)
     scheduler = make_scheduler(optimizer, params.schedule, params.lr, steps)
@@ -170,7 +179,7 @@ def fit(
         print(f"{name}: resuming after epoch {len(log)} from {checkpoint}")
     for epoch in range(len(log) + 1, params.epochs + 1):
         train_mse = train_one_epoch(model, optimizer, scheduler, train, params.batch_size, generator,
-                                    desc=f"{name} epoch {epoch}/{params.epochs}")
+                                    desc=f"{name} epoch {epoch}/{params.epochs}", bf16=params.precision == "bf16")
         test_mse = evaluate_mse(model, test, 1000)
         log.append({"epoch": epoch, "train_mse": train_mse, "test_mse": test_mse})
         print(f"{name} epoch {epoch}/{params.epochs}: train MSE {train_mse:.5f}, test MSE {test_mse:.5f}", flush=True)

@@ -1,0 +1,75 @@
+import copy
+
+import pytest
+import torch
+import yaml
+
+from src.config import ParamsError, check_limit, load_params, parse_params
+from src.training import resolve_device
+
+DEFAULTS = yaml.safe_load(open("params.yaml"))
+
+
+def with_value(path: str, value):
+    raw = copy.deepcopy(DEFAULTS)
+    *parents, leaf = path.split(".")
+    node = raw
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return raw
+
+
+def test_committed_params_are_valid():
+    params = load_params("params.yaml")
+    assert params.train.lr == 0.001 and params.train.epochs == 20 and params.train.batch_size == 128
+    assert set(params.models) == {"fc", "conv", "resnet", "sr"}
+    # models.ARCH.train overrides only the keys it names
+    assert params.models["sr"].train.schedule == "onecycle"
+    assert params.models["sr"].train.batch_size == params.train.batch_size
+    assert params.models["fc"].train == params.train
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("train.lrr", 0.01, "unknown key train.lrr; allowed keys in train: epochs, batch_size, lr"),
+    ("download.mirror", "x", "unknown key download.mirror"),
+    ("train.lr", 0, r"invalid train.lr=0.0; allowed: a number > 0"),
+    ("train.lr", -1, r"invalid train.lr=-1.0; allowed: a number > 0"),
+    ("train.lr", "fast", "invalid train.lr='fast'; allowed: a value of type float"),
+    ("train.epochs", 0, "invalid train.epochs=0; allowed: an integer >= 1"),
+    ("train.epochs", 2.5, "invalid train.epochs=2.5; allowed: a value of type int"),
+    ("train.batch_size", 0, "invalid train.batch_size=0; allowed: an integer >= 1"),
+    ("train.schedule", "step", "invalid train.schedule='step'; allowed: constant, onecycle, cosine"),
+    ("train.device", "tpu", "invalid train.device='tpu'; allowed: auto, cpu, cuda, cuda:N or mps"),
+    ("train.precision", "fp16", "invalid train.precision='fp16'; allowed: fp32, bf16"),
+    ("train.threads", -1, "invalid train.threads=-1"),
+    ("models.vgg", {}, "invalid models='vgg'; allowed: architectures fc, conv, resnet, sr"),
+    ("models.sr.widht", 32, "unknown key models.sr.widht; allowed keys in models.sr: train, width, depth"),
+    ("models.sr.width", 0, "invalid models.sr.width=0; allowed: an integer >= 1"),
+    ("models.sr.train.lr", -0.1, "invalid models.sr.train.lr=-0.1; allowed: a number > 0"),
+    ("models.fc.train", {"epoch": 3}, "unknown key models.fc.train.epoch"),
+    ("data.train_images", -5, "invalid data.train_images=-5"),
+    ("download.md5", "abc", "invalid download.md5='abc'; allowed: 32 lowercase hexadecimal digits"),
+    ("evaluate.batch_size", 0, "invalid evaluate.batch_size=0"),
+    ("extra.key", 1, "unknown group extra"),
+])
+def test_invalid_params_name_key_value_and_what_is_allowed(path, value, message):
+    with pytest.raises(ParamsError, match=message):
+        parse_params(with_value(path, value))
+
+
+def test_data_limit_larger_than_the_split():
+    with pytest.raises(ParamsError, match="invalid data.test_images=20000; allowed: 0 .all. or at most 10000"):
+        check_limit("data.test_images", 20000, 10000)
+    assert check_limit("data.test_images", 0, 10000) == 10000
+    assert check_limit("data.test_images", 500, 10000) == 500
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_device_without_cuda():
+    with pytest.raises(ParamsError, match="invalid train.device='cuda'; this machine has no such CUDA device"):
+        resolve_device("cuda")
+
+
+def test_auto_device_is_available():
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}

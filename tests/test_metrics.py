@@ -1,0 +1,69 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from src.inference import downscale_matrix, project_consistent, self_ensemble
+from src.metrics import interpolate, per_class_psnr, psnr, quality
+from src.models import SRResNet
+from src.pairs import to_float
+
+
+def uint8_images(n, size, seed=0):
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_psnr_definition():
+    assert psnr(0.01) == pytest.approx(20.0)
+    assert psnr(1e-3) == pytest.approx(30.0)
+
+
+def test_quality_of_a_perfect_and_a_constant_prediction():
+    high = uint8_images(4, 32)
+    perfect = quality(to_float(high), high)
+    assert perfect["mse"] == 0 and perfect["ssim"] == pytest.approx(1.0)
+    grey = quality(torch.full((4, 3, 32, 32), 0.5), high)
+    expected = (to_float(high) - 0.5).pow(2).mean().item()
+    assert grey["mse"] == pytest.approx(expected, rel=1e-6)
+    assert grey["psnr"] == pytest.approx(10 * math.log10(1 / expected), rel=1e-6)
+    assert grey["psnr_per_image"] >= grey["psnr"] - 1e-9  # Jensen
+    assert grey["ssim"] < 0.5
+
+
+def test_baselines_are_clamped_interpolations():
+    low = uint8_images(3, 8)
+    for mode in ("bilinear", "bicubic"):
+        out = interpolate(low, mode)
+        ref = F.interpolate(to_float(low), size=32, mode=mode, align_corners=False).clamp(0, 1)
+        assert torch.equal(out, ref) and out.shape == (3, 3, 32, 32)
+    assert torch.equal(interpolate(low, "nearest"), to_float(low).repeat_interleave(4, 2).repeat_interleave(4, 3))
+    with pytest.raises(ValueError, match="unknown interpolation 'area'"):
+        interpolate(low, "area")
+
+
+def test_per_class_psnr_uses_only_that_class():
+    high = uint8_images(4, 32)
+    pred = to_float(high).clone()
+    pred[0] = 0.5  # only image 0 (class 1) is wrong
+    scores = per_class_psnr(pred, high, torch.tensor([1, 0, 0, 2]), n_classes=4)
+    assert scores[0] == math.inf and scores[2] == math.inf and math.isnan(scores[3])
+    assert scores[1] == pytest.approx(psnr((to_float(high[0]) - 0.5).pow(2).mean().item()), rel=1e-6)
+
+
+def test_self_ensemble_of_an_equivariant_model_is_the_model():
+    model = SRResNet(width=8, depth=1).eval()  # bicubic at init: commutes with flips and rotations
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.allclose(self_ensemble(model, x), model(x), atol=1e-6)
+
+
+def test_consistency_projection_reproduces_the_input():
+    a = downscale_matrix()
+    assert torch.allclose(a.sum(1), torch.ones(8), atol=1e-6)
+    truth = torch.rand(2, 3, 32, 32) * 0.5 + 0.25
+    low = a @ truth @ a.T
+    pred = truth + 0.05 * torch.randn(2, 3, 32, 32)  # a blurry guess, inconsistent with low
+    out = project_consistent(pred, low)
+    assert torch.allclose(a @ out @ a.T, low, atol=1e-4)
+    # projecting onto a set that holds the truth brings the guess closer to it
+    assert (out - truth).pow(2).mean() < (pred - truth).pow(2).mean()

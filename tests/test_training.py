@@ -1,0 +1,101 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import src.training as training
+from src.config import TrainParams
+from src.models import build_model
+from src.pairs import make_pairs
+from src.training import fingerprint, fit, setup_run
+
+PARAMS = TrainParams(epochs=3, batch_size=16, lr=1e-3, seed=0, device="cpu", threads=1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(80, 32, 32, 3), dtype=np.uint8)
+    pairs = make_pairs(images, rng.integers(0, 10, 80))
+    return pairs.head(64), pairs
+
+
+def run(data, checkpoint, params=PARAMS, arch="conv"):
+    setup_run(params)
+    model = build_model(arch)
+    log = fit(model, data[0], data[1], params, checkpoint, fingerprint(params), arch)
+    return model.state_dict(), log
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_log_has_one_row_per_epoch_and_training_reduces_loss(data, tmp_path):
+    _, log = run(data, tmp_path / "ckpt.pt", dataclasses.replace(PARAMS, epochs=4, lr=3e-3))
+    assert [row["epoch"] for row in log] == [1, 2, 3, 4]
+    assert log[-1]["train_mse"] < log[0]["train_mse"]
+
+
+def test_same_seed_gives_bit_identical_weights(data, tmp_path):
+    a, log_a = run(data, tmp_path / "a.pt")
+    b, log_b = run(data, tmp_path / "b.pt")
+    assert same_weights(a, b) and log_a == log_b
+    c, _ = run(data, tmp_path / "c.pt", dataclasses.replace(PARAMS, seed=1))
+    assert not same_weights(a, c)
+
+
+def test_each_epoch_is_shuffled_anew(data, monkeypatch, tmp_path):
+    orders = []
+    real = torch.randperm
+    monkeypatch.setattr(training.torch, "randperm", lambda *a, **k: orders.append(real(*a, **k)) or orders[-1])
+    run(data, tmp_path / "ckpt.pt")
+    assert len(orders) == 3 and not torch.equal(orders[0], orders[1])
+
+
+@pytest.mark.parametrize("arch", ["conv", "sr"])
+def test_interrupted_run_resumes_to_the_same_result(arch, data, monkeypatch, tmp_path):
+    params = dataclasses.replace(PARAMS, schedule="onecycle")  # the schedule's state must resume too
+    uninterrupted, log_full = run(data, tmp_path / "full.pt", params, arch)
+
+    real_epoch = training.train_one_epoch
+    calls = []
+
+    def dies_in_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", dies_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(data, tmp_path / "ckpt.pt", params, arch)
+    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    assert len(saved["log"]) == 2
+
+    resumed, log_resumed = run(data, tmp_path / "ckpt.pt", params, arch)
+    assert same_weights(uninterrupted, resumed)
+    assert log_resumed == log_full
+
+
+def test_checkpoint_of_other_params_is_not_reused(data, tmp_path, capsys):
+    run(data, tmp_path / "ckpt.pt", dataclasses.replace(PARAMS, epochs=2))
+    changed = dataclasses.replace(PARAMS, epochs=2, lr=1e-2)
+    weights, log = run(data, tmp_path / "ckpt.pt", changed)
+    assert "starting fresh" in capsys.readouterr().out
+    fresh, fresh_log = run(data, tmp_path / "other.pt", changed)
+    assert same_weights(weights, fresh) and log == fresh_log
+
+
+def test_unreadable_checkpoint_is_discarded(data, tmp_path, capsys):
+    (tmp_path / "ckpt.pt").write_bytes(b"truncated")
+    _, log = run(data, tmp_path / "ckpt.pt", dataclasses.replace(PARAMS, epochs=1))
+    assert len(log) == 1 and "ignoring unreadable checkpoint" in capsys.readouterr().out
+
+
+def test_bf16_training_runs_and_stays_close(data, tmp_path):
+    _, log32 = run(data, tmp_path / "a.pt", dataclasses.replace(PARAMS, epochs=2))
+    _, log16 = run(data, tmp_path / "b.pt", dataclasses.replace(PARAMS, epochs=2, precision="bf16"))
+    assert log16[-1]["test_mse"] == pytest.approx(log32[-1]["test_mse"], rel=0.05)
