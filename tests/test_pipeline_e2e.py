@@ -115,6 +115,20 @@ def test_typo_in_params_stops_the_stage_before_any_work(repo):
         (repo / "params.yaml").write_text(params)
 
 
+def test_failed_download_is_not_recorded(repo):
+    lock = (repo / "dvc.lock").read_text()
+    env = {**ENV, "CIFAR10_MD5": "0" * 32}
+    result = subprocess.run(["dvc", "repro", "-f", "download"], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert f"expected {'0' * 32}, got " in result.stderr
+    assert not (repo / "data/raw/cifar-10-python.tar.gz").exists()
+    assert [p.name for p in (repo / "data/raw").iterdir() if not p.name.startswith(".gitignore")] == []
+    assert (repo / "dvc.lock").read_text() == lock
+    sh(repo, "dvc", "repro", "download")  # the next run downloads again and succeeds
+    assert (repo / "data/raw/cifar-10-python.tar.gz").exists()
+    assert (repo / "dvc.lock").read_text() == lock
+
+
 def test_killed_training_resumes_to_the_uninterrupted_result(repo):
     set_params(repo, train__epochs=6)
     ckpt = repo / "checkpoints/resnet.pt"
@@ -134,11 +148,13 @@ def test_killed_training_resumes_to_the_uninterrupted_result(repo):
 
     resumed = sh(repo, "dvc", "repro", "train@resnet").stdout
     assert f"resuming after epoch {done}" in resumed, resumed
+    sh(repo, "dvc", "repro", "evaluate@resnet")
     resumed_weights = torch.load(repo / "models/resnet.pt", weights_only=True)
-    log_resumed = (repo / "plots/curves/resnet.csv").read_text()
+    resumed_files = {p: (repo / p).read_bytes() for p in ("plots/curves/resnet.csv", "metrics/resnet.json")}
 
     ckpt.unlink()
-    sh(repo, "dvc", "repro", "-f", "train@resnet")
+    sh(repo, "dvc", "repro", "-f", "-s", "train@resnet")
+    sh(repo, "dvc", "repro", "-f", "-s", "evaluate@resnet")  # recomputed, not skipped
     fresh_weights = torch.load(repo / "models/resnet.pt", weights_only=True)
     assert all(torch.equal(resumed_weights[k], fresh_weights[k]) for k in fresh_weights)
-    assert (repo / "plots/curves/resnet.csv").read_text() == log_resumed
+    assert {p: (repo / p).read_bytes() for p in resumed_files} == resumed_files  # bit-identical
