@@ -24,6 +24,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make outputs private
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -54,8 +57,10 @@ def torch_save(path: str | os.PathLike, obj: Any) -> None:
     """Atomically `torch.save` `obj` to `path`."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Through a file object, so the zip's inner folder is "archive", not the random temp name:
+    # the same object always gives the same bytes (and DVC hash).
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def save_figure(path: str | os.PathLike, figure: Any) -> None:

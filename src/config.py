@@ -54,6 +54,7 @@ class TrainParams:
     threads: int = 0
     precision: str = "fp32"
     channels_last: bool = True
+    augment: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

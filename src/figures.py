@@ -1,10 +1,11 @@
-"""Matplotlib figures (Agg backend, no display needed): image grids."""
+"""Matplotlib figures (Agg backend, no display needed): image grids and training curves."""
 from __future__ import annotations
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -15,19 +16,37 @@ def _as_image(t: torch.Tensor):
     return t.clamp(0, 1).permute(1, 2, 0).numpy()
 
 
-def image_grid(rows: dict[str, torch.Tensor], title: str) -> Figure:
-    """One row of images per entry in `rows` (label -> (N,3,H,W)), same N per row.
+def image_grid(sets: dict[str, torch.Tensor], title: str, by: str = "row") -> Figure:
+    """A grid of images: one row (by="row") or one column (by="column") per labelled set.
 
-    Low-resolution images are drawn with nearest-neighbour pixels, so the 8x8 input looks as
-    coarse as it is.
+    Every set is a (N, 3, H, W) tensor with the same N. Low-resolution images are drawn with
+    nearest-neighbour pixels, so the 8x8 input looks as coarse as it is.
     """
-    n = len(next(iter(rows.values())))
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n + 1.2, 1.25 * len(rows) + 0.4), squeeze=False)
-    for r, (label, images) in enumerate(rows.items()):
-        for c in range(n):
-            ax = axes[r][c]
-            ax.imshow(_as_image(images[c]), interpolation="nearest")
+    labels = list(sets)
+    n = len(sets[labels[0]])
+    shape = (len(labels), n) if by == "row" else (n, len(labels))
+    fig, axes = plt.subplots(*shape, figsize=(1.15 * shape[1] + 1.2, 1.2 * shape[0] + 0.6), squeeze=False)
+    for i, label in enumerate(labels):
+        for j in range(n):
+            ax = axes[i][j] if by == "row" else axes[j][i]
+            ax.imshow(_as_image(sets[label][j]), interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
-        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center")
+        if by == "row":
+            axes[i][0].set_ylabel(label, rotation=0, ha="right", va="center")
+        else:
+            axes[0][i].set_title(label, fontsize=9)
     fig.suptitle(title)
+    return fig
+
+
+def curves_figure(logs: dict[str, pd.DataFrame]) -> Figure:
+    """Train (dashed) and test (solid) MSE per epoch of every architecture, on shared axes."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (name, log) in enumerate(logs.items()):
+        color = f"C{i}"
+        ax.plot(log["epoch"], log["test_mse"], color=color, label=f"{name} test")
+        ax.plot(log["epoch"], log["train_mse"], color=color, linestyle="--", label=f"{name} train")
+    ax.set(xlabel="epoch", ylabel="MSE", yscale="log", title="Train (dashed) and test (solid) MSE per epoch")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(ncol=2, fontsize=8)
     return fig

@@ -74,10 +74,13 @@ def train_one_epoch(
     generator: torch.Generator,
     desc: str,
     bf16: bool = False,
+    augment: bool = False,
 ) -> float:
     """One pass over `data` in a fresh random order; returns the mean training MSE per pixel.
 
     With `bf16`, the forward pass runs under bfloat16 autocast; the loss is taken in fp32.
+    With `augment`, each batch gets a random flip/90-degree rotation, applied to input and
+    target alike (the antialiased downscale commutes with them).
     """
     model.train()
     device = data.low.device
@@ -85,6 +88,8 @@ def train_one_epoch(
     total = 0.0
     for idx in tqdm(order.split(batch_size), desc=desc, leave=False, disable=None):
         low, high = to_float(data.low[idx]), to_float(data.high[idx])
+        if augment:
+            low, high = dihedral(low, high, generator)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(low)
         loss = nn.functional.mse_loss(out.float(), high)
@@ -94,6 +99,13 @@ def train_one_epoch(
         scheduler.step()
         total += loss.item() * len(idx)
     return total / len(data)
+
+
+def dihedral(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random one of the 8 flips/rotations applied to a batch of inputs and targets."""
+    k, flip = torch.randint(0, 4, (2,), generator=generator).tolist()
+    pair = [t.rot90(k, (-2, -1)) for t in (low, high)]
+    return tuple(t.flip(-1) if flip % 2 else t for t in pair)
 
 
 @torch.no_grad()
@@ -178,8 +190,10 @@ def fit(
         log = state["log"]
         print(f"{name}: resuming after epoch {len(log)} from {checkpoint}")
     for epoch in range(len(log) + 1, params.epochs + 1):
-        train_mse = train_one_epoch(model, optimizer, scheduler, train, params.batch_size, generator,
-                                    desc=f"{name} epoch {epoch}/{params.epochs}", bf16=params.precision == "bf16")
+        train_mse = train_one_epoch(
+            model, optimizer, scheduler, train, params.batch_size, generator, desc=f"{name} epoch {epoch}/{params.epochs}",
+            bf16=params.precision == "bf16", augment=params.augment,
+        )
         test_mse = evaluate_mse(model, test, 1000)
         log.append({"epoch": epoch, "train_mse": train_mse, "test_mse": test_mse})
         print(f"{name} epoch {epoch}/{params.epochs}: train MSE {train_mse:.5f}, test MSE {test_mse:.5f}", flush=True)

@@ -6,6 +6,7 @@ import sys
 
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from src.archive import CLASSES
 from src.atomic import save_figure, write_json, write_text
@@ -17,6 +18,12 @@ from src.metrics import interpolate, per_class_psnr, psnr, quality
 from src.models import build_model, count_parameters
 from src.pairs import load_pairs, to_float
 from src.training import predict, resolve_device
+
+
+def predict_with_progress(model, low, batch_size, desc, transform=None) -> torch.Tensor:
+    """`predict` over the test split, one progress-bar step per batch."""
+    chunks = tqdm(low.split(batch_size), desc=desc, disable=None)
+    return torch.cat([predict(model, chunk, batch_size, transform) for chunk in chunks])
 
 
 def main() -> str:
@@ -40,8 +47,8 @@ def main() -> str:
         model.to(device)
         n_params = count_parameters(model)
         low = test.low.to(device)
-        plain = predict(model, low, opts.batch_size)
-        ensembled = predict(model, low, opts.batch_size, transform=self_ensemble)
+        plain = predict_with_progress(model, low, opts.batch_size, f"evaluate@{name}")
+        ensembled = predict_with_progress(model, low, opts.batch_size, f"evaluate@{name} x8 ensemble", self_ensemble)
         base_psnr = psnr(quality(plain, test.high)["mse"])
         gain = lambda p: psnr(quality(p, test.high)["mse"]) - base_psnr  # noqa: E731
         metrics["inference"] = {

@@ -39,3 +39,20 @@ def test_sigkill_mid_write_keeps_the_old_file_intact(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert target.read_bytes() == b"old" * 1000
+
+
+def test_torch_files_are_byte_identical_and_readable_by_others(tmp_path):
+    import os
+
+    import torch
+
+    from src.archive import file_md5
+    from src.atomic import torch_save
+
+    state = {"w": torch.arange(12.0).reshape(3, 4)}
+    torch_save(tmp_path / "a.pt", state)
+    torch_save(tmp_path / "b.pt", state)
+    assert file_md5(tmp_path / "a.pt") == file_md5(tmp_path / "b.pt")  # stable DVC hashes
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.pt").stat().st_mode & 0o777 == 0o666 & ~umask

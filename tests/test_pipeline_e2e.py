@@ -73,6 +73,9 @@ def test_repro_writes_metrics_plots_and_models(repo):
         assert (repo / f"plots/per_class/{name}.csv").read_text().startswith("class,psnr,bicubic_psnr,gain_db")
     assert keys == {"mse", "psnr", "psnr_per_image", "ssim", "gain_over_bicubic_db"}
     assert (repo / "plots/samples/pairs.png").exists()
+    assert "compare: 6 test images x 9 columns, curves of 4 models" in log
+    assert (repo / "plots/compare/grid.png").stat().st_size > 10_000
+    assert (repo / "plots/compare/curves.png").stat().st_size > 10_000
     for arch in NAMES[:4]:
         assert len((repo / f"plots/curves/{arch}.csv").read_text().splitlines()) == 3  # header + 2 epochs
     assert sh(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."

@@ -99,3 +99,25 @@ def test_bf16_training_runs_and_stays_close(data, tmp_path):
     _, log32 = run(data, tmp_path / "a.pt", dataclasses.replace(PARAMS, epochs=2))
     _, log16 = run(data, tmp_path / "b.pt", dataclasses.replace(PARAMS, epochs=2, precision="bf16"))
     assert log16[-1]["test_mse"] == pytest.approx(log32[-1]["test_mse"], rel=0.05)
+
+
+def test_dihedral_augmentation_transforms_input_and_target_alike():
+    from src.inference import downscale_matrix
+
+    a = downscale_matrix()
+    high = torch.rand(4, 3, 32, 32)
+    low = a @ high @ a.T  # the exact float downscale
+    seen = set()
+    for seed in range(12):
+        aug_low, aug_high = training.dihedral(low, high, torch.Generator().manual_seed(seed))
+        assert torch.allclose(a @ aug_high @ a.T, aug_low, atol=1e-5)  # still a valid pair
+        seen.add(aug_high.flatten()[:4].tolist().__repr__())
+    assert len(seen) > 4  # several of the 8 transforms occur
+
+
+def test_augmented_training_is_deterministic_and_differs(data, tmp_path):
+    params = dataclasses.replace(PARAMS, epochs=2, augment=True)
+    a, _ = run(data, tmp_path / "a.pt", params)
+    b, _ = run(data, tmp_path / "b.pt", params)
+    plain, _ = run(data, tmp_path / "c.pt", dataclasses.replace(params, augment=False))
+    assert same_weights(a, b) and not same_weights(a, plain)

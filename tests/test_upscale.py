@@ -44,8 +44,8 @@ def test_upscales_files_and_folders(weights, tmp_path, capsys):
 def test_untrained_sr_output_is_bicubic(weights, tmp_path):
     image = save(tmp_path / "x.png", (8, 8))
     run("--model", "sr", "--weights", weights["sr"], image, "--out", tmp_path / "out")
-    got = torch.from_numpy(np.asarray(Image.open(tmp_path / "out/x.png"))).permute(2, 0, 1).float()
-    low = torch.from_numpy(np.asarray(Image.open(image))).permute(2, 0, 1).float()[None] / 255
+    got = torch.from_numpy(np.array(Image.open(tmp_path / "out/x.png"))).permute(2, 0, 1).float()
+    low = torch.from_numpy(np.array(Image.open(image))).permute(2, 0, 1).float()[None] / 255
     ref = torch.nn.functional.interpolate(low, scale_factor=4, mode="bicubic").clamp(0, 1)[0] * 255
     assert (got - ref).abs().max() <= 0.5 + 1e-4
 

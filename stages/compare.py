@@ -1,0 +1,35 @@
+"""DVC stage `compare`: one grid of every baseline and model on the same test images, and all training curves.
+
+Usage: python -m stages.compare
+"""
+import pandas as pd
+import torch
+
+from src.atomic import save_figure
+from src.cli import PREPARED, run_stage
+from src.config import ARCHITECTURES, BASELINES, load_params
+from src.figures import curves_figure, image_grid
+from src.metrics import interpolate
+from src.models import build_model
+from src.pairs import load_pairs
+from src.training import predict
+
+
+def main() -> str:
+    params = load_params()
+    test = load_pairs(PREPARED / "test.pt").head(params.evaluate.samples)
+    columns = {"input 8x8": test.low}
+    columns |= {name: interpolate(test.low, name) for name in BASELINES}
+    for arch in ARCHITECTURES:
+        model = build_model(arch, **params.models[arch].options)
+        model.load_state_dict(torch.load(f"models/{arch}.pt", weights_only=True, map_location="cpu"))
+        columns[arch] = predict(model, test.low, params.evaluate.batch_size)
+    columns["original"] = test.high
+    save_figure("plots/compare/grid.png", image_grid(columns, "Test images: input, baselines, models, original", by="column"))
+    logs = {arch: pd.read_csv(f"plots/curves/{arch}.csv") for arch in ARCHITECTURES}
+    save_figure("plots/compare/curves.png", curves_figure(logs))
+    return f"compare: {len(test)} test images x {len(columns)} columns, curves of {len(logs)} models"
+
+
+if __name__ == "__main__":
+    run_stage(main)
