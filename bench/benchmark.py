@@ -157,7 +157,7 @@ def main() -> None:
     rows.append(("prepare, 60k images", f"{prepare_time():.1f} s", ""))
     noop = timed(lambda: subprocess.run(["dvc", "repro"], check=True, capture_output=True))
     rows.append(("no-op dvc repro", f"{noop:.2f} s", ""))
-    rows.append(("peak RSS, training resnet on the full split", f"{child_peak_rss_gib('resnet', 512):.2f} GiB", ""))
+    rows.append(("peak RSS, resnet training process (full split loaded)", f"{child_peak_rss_gib('resnet', 512):.2f} GiB", ""))
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fraction {args.fraction}")
     width = max(len(r[0]) for r in rows)
