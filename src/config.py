@@ -54,6 +54,7 @@ class TrainParams:
     threads: int = 0
     precision: str = "fp32"
     channels_last: bool = True
+    fused_adam: bool = True
     augment: bool = False
 
 
@@ -71,8 +72,8 @@ class EvaluateParams:
 
     batch_size: int = 500
     samples: int = 6
-    self_ensemble: bool = False
-    consistency: bool = False
+    self_ensemble: tuple[str, ...] = ()  # architectures whose outputs are averaged over 8 flips/rotations
+    consistency: tuple[str, ...] = ()  # architectures whose outputs are projected to match the input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,12 +117,17 @@ def _build(cls: type, raw: Any, prefix: str, base: Any = None) -> Any:
     for name, field in fields.items():
         default = getattr(base, name) if base is not None else field.default
         value = raw.get(name, default)
-        kind = {"int": int, "float": float, "str": str, "bool": bool}[field.type]
+        kind = {"int": int, "float": float, "str": str, "bool": bool, "tuple[str, ...]": (list, tuple)}[field.type]
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        names = field.type == "tuple[str, ...]"
+        if names:  # a list of names, kept as a tuple so that params stay immutable
+            ok = ok and all(isinstance(v, str) for v in value)
+            value = tuple(value) if ok else value
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok:
-            raise _fail(f"{prefix}.{name}", value, f"a value of type {field.type}")
+            expected = "a list of names, such as [sr]" if names else f"a value of type {field.type}"
+            raise _fail(f"{prefix}.{name}", value, expected)
         values[name] = value
     return cls(**values)
 
@@ -138,7 +144,7 @@ def _check_train(t: TrainParams, prefix: str) -> None:
     if t.precision not in PRECISIONS:
         raise _fail(f"{prefix}.precision", t.precision, ", ".join(PRECISIONS))
     if t.threads < 0:
-        raise _fail(f"{prefix}.threads", t.threads, "0 (torch's default) or a positive count")
+        raise _fail(f"{prefix}.threads", t.threads, "0 (cores / running DVC queue workers) or a positive count")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device):
         raise _fail(f"{prefix}.device", t.device, "auto, cpu, cuda, cuda:N or mps")
 
@@ -193,6 +199,10 @@ def parse_params(raw: Any) -> Params:
         raise _fail("evaluate.batch_size", evaluate.batch_size, "an integer >= 1")
     if evaluate.samples < 1:
         raise _fail("evaluate.samples", evaluate.samples, "an integer >= 1")
+    for key in ("self_ensemble", "consistency"):
+        for name in getattr(evaluate, key):
+            if name not in ARCHITECTURES:
+                raise _fail(f"evaluate.{key}", name, "a list of architectures among " + ", ".join(ARCHITECTURES))
     return Params(download, data, train, models, evaluate)
 
 

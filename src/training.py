@@ -38,11 +38,33 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def queue_workers(proc: Path = Path("/proc")) -> int:
+    """How many `dvc exp queue-worker` processes run on this machine (Linux /proc; 0 elsewhere).
+
+    `dvc queue start -j N` starts N such workers, each running one training at a time.
+    """
+    count = 0
+    for cmdline in proc.glob("[0-9]*/cmdline"):
+        try:
+            count += b"queue-worker" in cmdline.read_bytes().split(b"\0")
+        except OSError:  # the process ended while we looked
+            pass
+    return count
+
+
+def default_threads(cores: int, workers: int) -> int:
+    """An equal share of the cores per concurrent job, so that N queued trainings never oversubscribe."""
+    return max(1, cores // max(1, workers))
+
+
 def setup_run(train: TrainParams) -> torch.device:
-    """Seed every RNG, fix the thread count, request deterministic kernels; return the device."""
+    """Seed every RNG, fix the thread count, request deterministic kernels; return the device.
+
+    `train.threads: 0` means cores / running queue workers: all cores for a plain `dvc repro`.
+    """
     device = resolve_device(train.device)
-    if train.threads:
-        torch.set_num_threads(train.threads)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(train.threads or default_threads(cores, queue_workers()))
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     torch.use_deterministic_algorithms(True, warn_only=True)
     random.seed(train.seed)
@@ -175,7 +197,8 @@ def fit(
     """
     if params.channels_last:  # same fp32 maths, faster oneDNN convolutions on CPU
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
+    # fused: one kernel per step instead of ~10 per tensor; same update rule (ResNet: 14M params)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, fused=params.fused_adam)
     steps = params.epochs * -(-len(train) // params.batch_size)
     scheduler = make_scheduler(optimizer, params.schedule, params.lr, steps)
     generator = torch.Generator().manual_seed(params.seed)

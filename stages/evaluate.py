@@ -55,8 +55,8 @@ def main() -> str:
             "self_ensemble_gain_db": gain(ensembled),
             "consistency_gain_db": gain(project_consistent(plain, to_float(test.low))),
         }
-        pred = ensembled if opts.self_ensemble else plain
-        if opts.consistency:
+        pred = ensembled if name in opts.self_ensemble else plain
+        if name in opts.consistency:
             pred = project_consistent(pred, to_float(test.low))
 
     scores = quality(pred, test.high)

@@ -39,14 +39,19 @@ def main() -> str:
         file_md5(PREPARED / "train.pt"), file_md5(PREPARED / "test.pt"),
         Path(src.models.__file__).read_text(), Path(src.training.__file__).read_text(),
     )
-    log = fit(model, train, test, config.train, Path(f"checkpoints/{arch}.pt"), run_id, f"train@{arch}")
+    checkpoint = Path(f"checkpoints/{arch}.pt")
+    log = fit(model, train, test, config.train, checkpoint, run_id, f"train@{arch}")
 
     torch_save(f"models/{arch}.pt", model.state_dict())
     write_text(f"plots/curves/{arch}.csv", pd.DataFrame(log).to_csv(index=False))
     write_json(f"models/{arch}.json", {
         "arch": arch, "parameters": count_parameters(model), "epochs": len(log), "train_images": n_train,
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+        # the speed options this run used
+        "precision": config.train.precision, "channels_last": config.train.channels_last,
+        "fused_adam": config.train.fused_adam,
     })
+    checkpoint.unlink(missing_ok=True)  # only an interrupted run leaves one to resume from
     return f"train@{arch}: {len(log)} epochs, test MSE {log[-1]['test_mse']:.5f}"
 
 

@@ -28,6 +28,7 @@ def test_committed_params_are_valid():
     assert params.models["sr"].train.schedule == "onecycle"
     assert params.models["sr"].train.batch_size == params.train.batch_size
     assert params.models["fc"].train == params.train
+    assert params.evaluate.self_ensemble == ("sr",) and params.evaluate.consistency == ("sr",)
 
 
 @pytest.mark.parametrize("path, value, message", [
@@ -52,6 +53,10 @@ def test_committed_params_are_valid():
     ("download.md5", "abc", "invalid download.md5='abc'; allowed: 32 lowercase hexadecimal digits"),
     ("evaluate.batch_size", 0, "invalid evaluate.batch_size=0"),
     ("extra.key", 1, "unknown group extra"),
+    ("evaluate.self_ensemble", ["vgg"], "invalid evaluate.self_ensemble='vgg'; allowed: a list of architectures among"),
+    ("evaluate.consistency", True, r"invalid evaluate.consistency=True; allowed: a list of names, such as \[sr\]"),
+    ("evaluate.consistency", [1], r"invalid evaluate.consistency=\[1\]"),
+    ("train.fused_adam", "yes", "invalid train.fused_adam='yes'; allowed: a value of type bool"),
 ])
 def test_invalid_params_name_key_value_and_what_is_allowed(path, value, message):
     with pytest.raises(ParamsError, match=message):

@@ -1,6 +1,7 @@
 """The short pipeline CI reproduces: the real `dvc` CLI on a temporary git repo and a tiny archive."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,10 +30,14 @@ def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess
 
 
 def set_params(repo: Path, **values) -> None:
+    """set_params(repo, train__lr=0.1, models__sr__train__epochs=2): keys joined by `__`."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for path, value in values.items():
-        group, key = path.split("__")
-        params[group][key] = value
+        *groups, key = path.split("__")
+        node = params
+        for group in groups:
+            node = node[group]
+        node[key] = value
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -51,7 +56,8 @@ def repo(tmp_path_factory) -> Path:
     sh(repo, "git", "config", "user.email", "ci@example.com")
     sh(repo, "git", "config", "user.name", "CI")
     sh(repo, "dvc", "init", "-q")
-    set_params(repo, download__url=str(archive), download__md5=file_md5(archive), train__epochs=2, train__threads=1)
+    set_params(repo, download__url=str(archive), download__md5=file_md5(archive), train__epochs=2,
+               models__sr__train__epochs=2, train__threads=1)
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "tiny pipeline")
     repro = sh(repo, "dvc", "repro")
@@ -132,10 +138,58 @@ def test_failed_download_is_not_recorded(repo):
     assert (repo / "dvc.lock").read_text() == lock
 
 
+def clone(repo: Path, dest: Path, remote: Path) -> Path:
+    sh(repo.parent, "git", "clone", "-q", str(repo), str(dest))
+    sh(dest, "dvc", "remote", "add", "--local", "-d", "store", str(remote))
+    return dest
+
+
+def test_second_clone_pulls_results_and_run_cache_instead_of_rerunning(repo, tmp_path):
+    remote = tmp_path / "remote"  # a local directory remote, standing in for S3 or GCS
+    sh(repo, "dvc", "remote", "add", "--local", "-d", "store", str(remote))
+    sh(repo, "dvc", "push", "--all-commits", "--run-cache")  # HEAD's results, though exp runs changed the workspace
+
+    first = clone(repo, tmp_path / "first", remote)
+    sh(first, "dvc", "pull")
+    assert sh(first, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+    assert "Running stage" not in sh(first, "dvc", "repro").stdout
+    set_params(first, train__lr=0.003)  # an experiment this clone runs and shares through the run-cache
+    assert "Running stage 'train@sr'" in sh(first, "dvc", "repro").stdout
+    sh(first, "dvc", "push", "--run-cache")
+
+    second = clone(repo, tmp_path / "second", remote)
+    sh(second, "dvc", "pull", "--run-cache")
+    set_params(second, train__lr=0.003)
+    out = sh(second, "dvc", "repro").stdout
+    assert "Running stage 'train@" not in out and "Running stage 'evaluate@" not in out
+    assert "Stage 'train@sr' is cached - skipping run, checking out outputs" in out
+    for path in ("models/sr.pt", "metrics/sr.json", "plots/curves/resnet.csv"):
+        assert (second / path).read_bytes() == (first / path).read_bytes()
+
+
+def exp_revs(repo: Path) -> set[str]:
+    return set(sh(repo, "git", "for-each-ref", "--format=%(objectname)", "refs/exps").stdout.split())
+
+
+def test_queued_runs_share_the_cores(repo):
+    before = exp_revs(repo)
+    sh(repo, "dvc", "exp", "run", "--queue", "-S", "train.threads=0", "-S", "train.lr=0.02,0.03")  # 0 = auto
+    sh(repo, "dvc", "queue", "start", "-j", "2")
+    deadline = time.time() + 600
+    while "Success" not in (status := sh(repo, "dvc", "queue", "status").stdout) or re.search(r"Queued|Running", status):
+        assert time.time() < deadline, status
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+    infos = [json.loads(sh(repo, "git", "show", f"{rev}:models/fc.json").stdout) for rev in exp_revs(repo) - before]
+    assert len(infos) == 2
+    cores = len(os.sched_getaffinity(0))
+    assert [info["threads"] for info in infos] == [max(1, cores // 2)] * 2
+
+
 def test_killed_training_resumes_to_the_uninterrupted_result(repo):
     set_params(repo, train__epochs=6)
     ckpt = repo / "checkpoints/resnet.pt"
-    ckpt.unlink()  # the finished 2-epoch run's checkpoint; the 6-epoch run must write its own
+    assert not ckpt.exists()  # a finished run leaves no checkpoint behind
     proc = subprocess.Popen(["dvc", "repro", "train@resnet"], cwd=repo, env=ENV, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
@@ -155,7 +209,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(repo):
     resumed_weights = torch.load(repo / "models/resnet.pt", weights_only=True)
     resumed_files = {p: (repo / p).read_bytes() for p in ("plots/curves/resnet.csv", "metrics/resnet.json")}
 
-    ckpt.unlink()
+    assert not ckpt.exists()
     sh(repo, "dvc", "repro", "-f", "-s", "train@resnet")
     sh(repo, "dvc", "repro", "-f", "-s", "evaluate@resnet")  # recomputed, not skipped
     fresh_weights = torch.load(repo / "models/resnet.pt", weights_only=True)

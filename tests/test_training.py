@@ -1,4 +1,8 @@
 import dataclasses
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,3 +125,40 @@ def test_augmented_training_is_deterministic_and_differs(data, tmp_path):
     b, _ = run(data, tmp_path / "b.pt", params)
     plain, _ = run(data, tmp_path / "c.pt", dataclasses.replace(params, augment=False))
     assert same_weights(a, b) and not same_weights(a, plain)
+
+
+def test_fused_and_foreach_adam_train_to_nearly_the_same_weights(data, tmp_path):
+    fused, _ = run(data, tmp_path / "a.pt", dataclasses.replace(PARAMS, fused_adam=True))
+    plain, _ = run(data, tmp_path / "b.pt", dataclasses.replace(PARAMS, fused_adam=False))
+    assert all(torch.allclose(fused[k].float(), plain[k].float(), atol=1e-4) for k in fused)
+
+
+@pytest.mark.parametrize("cores, workers, threads", [(2, 0, 2), (2, 1, 2), (2, 2, 1), (2, 3, 1), (16, 4, 4), (16, 3, 5)])
+def test_default_threads_share_the_cores_between_queue_workers(cores, workers, threads):
+    assert training.default_threads(cores, workers) == threads
+
+
+def test_queue_workers_counts_dvc_queue_worker_processes(tmp_path):
+    def process(pid: int, *argv: str) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+
+    process(1, "/sbin/init")
+    process(20, "/venv/bin/python", "/venv/bin/dvc", "exp", "queue-worker", "dvc-exp-3f2a1b-1@localhost", "--clean")
+    process(21, "/venv/bin/python", "/venv/bin/dvc", "exp", "queue-worker", "dvc-exp-3f2a1b-2@localhost")
+    process(30, "python", "-m", "stages.train", "queue-workers")  # an argument only resembling the name
+    (tmp_path / "self").mkdir()
+    assert training.queue_workers(tmp_path) == 2
+    assert training.queue_workers(tmp_path / "missing") == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
+def test_queue_workers_sees_a_real_process():
+    before = training.queue_workers()
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "exp", "queue-worker", "x@localhost"])
+    try:
+        time.sleep(0.2)
+        assert training.queue_workers() == before + 1
+    finally:
+        worker.kill()
+        worker.wait()
