@@ -187,8 +187,10 @@ def child_peak_rss_gib(arch: str, n_images: int) -> float:
         "import sys; sys.path.insert(0, '.');"
         "from bench.benchmark import rss_child; rss_child(sys.argv[1], int(sys.argv[2]))"
     )
-    subprocess.run([sys.executable, "-c", code, arch, str(n_images)], check=True)
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    # The child reports its own peak: RUSAGE_CHILDREN would be the largest of *all* children,
+    # the `dvc repro` timed before included.
+    out = subprocess.run([sys.executable, "-c", code, arch, str(n_images)], check=True, capture_output=True, text=True)
+    return int(out.stdout.split()[-1]) / 2**20
 
 
 def rss_child(arch: str, n_images: int) -> None:
@@ -197,6 +199,7 @@ def rss_child(arch: str, n_images: int) -> None:
     pairs = load_pairs(PREPARED / "train.pt")
     load_pairs(PREPARED / "test.pt")
     real_epoch(arch, params.models[arch].options, train, pairs.head(n_images))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
 
 
 def main() -> None:
