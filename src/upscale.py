@@ -16,10 +16,12 @@ from pathlib import Path
 
 import torch
 from PIL import Image, UnidentifiedImageError
+from torchvision.transforms.functional import pil_to_tensor
 
 from src.atomic import atomic_path
 from src.config import ARCHITECTURES, ParamsError, load_params
-from src.models import build_model
+from src.pairs import to_float
+from src.trained import load_trained
 
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
 
@@ -65,9 +67,7 @@ def read_rgb(path: Path) -> tuple[torch.Tensor, str | None]:
     except (UnidentifiedImageError, OSError) as err:
         raise UpscaleError(f"{path}: not a readable PNG or JPEG image ({err})") from err
     converted = None if image.mode == "RGB" else image.mode
-    rgb = image.convert("RGB")
-    data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
-    return data.view(rgb.height, rgb.width, 3).permute(2, 0, 1).float() / 255, converted
+    return to_float(pil_to_tensor(image.convert("RGB"))), converted
 
 
 def load_model(arch: str, weights: Path, params_file: Path) -> torch.nn.Module:
@@ -75,9 +75,8 @@ def load_model(arch: str, weights: Path, params_file: Path) -> torch.nn.Module:
     if not weights.is_file():
         raise UpscaleError(f"{weights}: no weights; run `dvc repro train@{arch}` or pass --weights")
     options = load_params(params_file).models[arch].options
-    model = build_model(arch, **options)
     try:
-        model.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
+        model = load_trained(arch, options, weights)
     except Exception as err:
         raise UpscaleError(f"{weights}: not weights for {arch} ({err})") from err
     return model.eval()

@@ -3,15 +3,14 @@
 Usage: python -m stages.compare
 """
 import pandas as pd
-import torch
 
 from src.atomic import save_figure
 from src.cli import PREPARED, run_stage
 from src.config import ARCHITECTURES, BASELINES, load_params
 from src.figures import curves_figure, image_grid
 from src.metrics import interpolate
-from src.models import build_model
 from src.pairs import load_pairs
+from src.trained import load_trained
 from src.training import predict
 
 
@@ -21,8 +20,7 @@ def main() -> str:
     columns = {"input 8x8": test.low}
     columns |= {name: interpolate(test.low, name) for name in BASELINES}
     for arch in ARCHITECTURES:
-        model = build_model(arch, **params.models[arch].options)
-        model.load_state_dict(torch.load(f"models/{arch}.pt", weights_only=True, map_location="cpu"))
+        model = load_trained(arch, params.models[arch].options, f"models/{arch}.pt")
         columns[arch] = predict(model, test.low, params.evaluate.batch_size)
     columns["original"] = test.high
     save_figure("plots/compare/grid.png", image_grid(columns, "Test images: input, baselines, models, original", by="column"))

@@ -15,8 +15,9 @@ from src.config import ARCHITECTURES, BASELINES, ParamsError, check_limit, load_
 from src.figures import image_grid
 from src.inference import project_consistent, self_ensemble
 from src.metrics import interpolate, per_class_psnr, psnr, quality
-from src.models import build_model, count_parameters
+from src.models import count_parameters
 from src.pairs import load_pairs, to_float
+from src.trained import load_trained
 from src.training import predict, resolve_device
 
 
@@ -42,9 +43,7 @@ def main() -> str:
     else:
         config = params.models[name]
         device = resolve_device(config.train.device)
-        model = build_model(name, **config.options)
-        model.load_state_dict(torch.load(f"models/{name}.pt", weights_only=True, map_location="cpu"))
-        model.to(device)
+        model = load_trained(name, config.options, f"models/{name}.pt").to(device)
         n_params = count_parameters(model)
         low = test.low.to(device)
         plain = predict_with_progress(model, low, opts.batch_size, f"evaluate@{name}")
