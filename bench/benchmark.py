@@ -2,7 +2,7 @@
 
 Run from the repository root after `dvc repro` (it reads data/prepared and the raw archive):
 
-    python bench/benchmark.py [--fraction 0.2] [--threads 0] [--compile]
+    python bench/benchmark.py [--fraction 0.2] [--threads 0] [--compile] [--profile]
 
 Prints one table. Each comparison is timed in the same run and reported as a ratio:
 - the tutorial's data path (PIL Resize(8) + ToTensor per access, two zipped DataLoaders)
@@ -10,8 +10,11 @@ Prints one table. Each comparison is timed in the same run and reported as a rat
 - per architecture, pure model steps (forward, backward, Adam on batches already in memory)
   against our real `train_one_epoch` on the same number of images;
 - for resnet and sr, each CPU speed option (channels_last, fused Adam, bf16 autocast, all three,
-  optionally torch.compile, one thread) against eager fp32, and a short training with the
-  adopted options against eager fp32, compared by final test MSE;
+  optionally torch.compile, one thread, deterministic kernels) against eager fp32, and a short
+  training with the adopted options against eager fp32, compared by final test MSE;
+  with `--profile`, the ops that take the adopted step's time;
+- two one-thread training jobs at once (queued runs with the default threads) against one
+  two-thread job, in steps per second;
 - the fp32 evaluation pass at several batch sizes;
 - the prepare work for 60k images, a no-op `dvc repro`, and the peak RSS of a training stage.
 Epoch times are measured on `--fraction` of the training split and scaled to 50k images.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import resource
 import subprocess
 import sys
@@ -104,6 +108,29 @@ def step_fn(arch: str, options: dict, train: TrainParams, compile_model: bool = 
     return step
 
 
+def deterministic(step: Callable[[], None]) -> Callable[[], None]:
+    """The same step with torch's deterministic kernels requested, as the train stage runs it."""
+    def run() -> None:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            step()
+        finally:
+            torch.use_deterministic_algorithms(False)
+    return run
+
+
+def profile_rows(arch: str, cfg, n_ops: int = 8) -> list[tuple[str, str, str]]:
+    """Where one adopted training step's CPU time goes: the top ops by self time, as shares."""
+    step = step_fn(arch, cfg.options, cfg.train)
+    with torch.profiler.profile() as prof:
+        for _ in range(5):
+            step()
+    ops = sorted(prof.key_averages(), key=lambda op: op.self_cpu_time_total, reverse=True)
+    total = sum(op.self_cpu_time_total for op in ops)
+    return [(f"{arch} adopted step, share of CPU time: {op.key}", f"{op.self_cpu_time_total / 5e3:.1f} ms",
+             f"{op.self_cpu_time_total / total:.0%}") for op in ops[:n_ops]]
+
+
 def race(steps: dict[str, Callable[[], None]], batch_size: int, n_images: int, rounds: int) -> dict[str, float]:
     """Seconds per 50k-image epoch of each step function, timed in alternating rounds (best round
     kept), so that a slow spell of this shared machine hits every contender alike."""
@@ -137,6 +164,7 @@ def speed_options(arch: str, cfg, n_images: int, rounds: int, compile_model: boo
         "all three": dataclasses.replace(eager, channels_last=True, fused_adam=True, precision="bf16"),
     }
     steps = {name: step_fn(arch, cfg.options, train) for name, train in variants.items()}
+    steps["deterministic kernels (as train@ARCH runs)"] = deterministic(step_fn(arch, cfg.options, eager))
     if compile_model:
         steps["all three + torch.compile"] = step_fn(arch, cfg.options, variants["all three"], compile_model=True)
     times = race(steps, eager.batch_size, n_images, rounds)
@@ -181,6 +209,14 @@ def prepare_time() -> float:
     return timed(run)
 
 
+def noop_repro() -> tuple[float, float]:
+    """Seconds of `dvc repro` with nothing to do: the first call (which may read DVC and its
+    imports from a cold disk cache) and the best of three more."""
+    def run() -> float:
+        return timed(lambda: subprocess.run([sys.executable, "-m", "dvc", "repro"], check=True, capture_output=True))
+    return run(), min(run() for _ in range(3))
+
+
 def child_peak_rss_gib(arch: str, n_images: int) -> float:
     """Peak RSS of a process that loads the prepared data and trains `arch` on `n_images`, like train@ARCH."""
     code = (
@@ -188,7 +224,7 @@ def child_peak_rss_gib(arch: str, n_images: int) -> float:
         "from bench.benchmark import rss_child; rss_child(sys.argv[1], int(sys.argv[2]))"
     )
     # The child reports its own peak: RUSAGE_CHILDREN would be the largest of *all* children,
-    # the `dvc repro` timed before included.
+    # the `dvc repro` timed before included, and even its own ru_maxrss starts at this process's.
     out = subprocess.run([sys.executable, "-c", code, arch, str(n_images)], check=True, capture_output=True, text=True)
     return int(out.stdout.split()[-1]) / 2**20
 
@@ -199,7 +235,47 @@ def rss_child(arch: str, n_images: int) -> None:
     pairs = load_pairs(PREPARED / "train.pt")
     load_pairs(PREPARED / "test.pt")
     real_epoch(arch, params.models[arch].options, train, pairs.head(n_images))
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+    print(peak_rss_kib())
+
+
+def peak_rss_kib() -> int:
+    """This process's peak RSS in KiB: VmHWM of its own memory map on Linux.
+
+    Not ru_maxrss: Linux carries that across fork and exec, so a child started by a large parent
+    reports the parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def steps_child(arch: str, n_steps: int, threads: int) -> None:
+    """Time `n_steps` adopted training steps of `arch` on `threads` threads; print the seconds."""
+    torch.set_num_threads(threads)
+    cfg = load_params().models[arch]
+    step = step_fn(arch, cfg.options, cfg.train)
+    print(timed(lambda: [step() for _ in range(n_steps)]))
+
+
+def queue_throughput(arch: str, n_steps: int) -> tuple[str, str, str]:
+    """Steps per second of `cores` one-thread jobs running at once (`dvc queue start -j 2` with the
+    default threads) against one job with all the threads, in separate processes."""
+    cores = len(os.sched_getaffinity(0))
+    code = ("import sys; sys.path.insert(0, '.'); from bench.benchmark import steps_child;"
+            "steps_child(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))")
+
+    def start(threads: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", code, arch, str(n_steps), str(threads)], stdout=subprocess.PIPE, text=True)
+
+    alone = float(start(cores).communicate()[0].split()[-1])
+    jobs = [start(1) for _ in range(cores)]
+    together = [float(job.communicate()[0].split()[-1]) for job in jobs]
+    rate_alone, rate_together = n_steps / alone, sum(n_steps / t for t in together)
+    return (f"{arch} steps/s: {cores} one-thread jobs at once / one {cores}-thread job",
+            f"{rate_together:.2f} / {rate_alone:.2f}", f"{rate_together / rate_alone:.2f}x")
 
 
 def main() -> None:
@@ -210,6 +286,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also race torch.compile (about a minute to compile)")
     parser.add_argument("--check-epochs", type=int, default=3, help="epochs of the adopted-vs-eager MSE check (0 = skip)")
     parser.add_argument("--check-images", type=int, default=10_000, help="training images of that check")
+    parser.add_argument("--profile", action="store_true", help="also profile resnet's and sr's adopted step")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -223,18 +300,23 @@ def main() -> None:
     rows.append(("data path per epoch: tutorial / ours", f"{tutorial:.2f} s / {ours:.3f} s", f"{tutorial / ours:.0f}x"))
     for arch in ARCHITECTURES:
         cfg = params.models[arch]
-        pure = race({arch: step_fn(arch, cfg.options, cfg.train)}, cfg.train.batch_size, len(subset), 1)[arch]
-        real = real_epoch(arch, cfg.options, cfg.train, subset)
+        pure, real = float("inf"), float("inf")
+        for _ in range(args.rounds):  # alternated, best kept, like the races
+            pure = min(pure, race({arch: step_fn(arch, cfg.options, cfg.train)}, cfg.train.batch_size, len(subset), 1)[arch])
+            real = min(real, real_epoch(arch, cfg.options, cfg.train, subset))
         rows.append((f"{arch} epoch: real / pure steps", f"{real:.1f} s / {pure:.1f} s", f"{real / pure:.3f}"))
     for arch in ("resnet", "sr"):
         rows += speed_options(arch, params.models[arch], len(subset), args.rounds, args.compile)
+        if args.profile:
+            rows += profile_rows(arch, params.models[arch])
+    rows += [queue_throughput(arch, 40) for arch in ("resnet", "sr")]
     rows += eval_batches(params.models["sr"], test)
     if args.check_epochs:
         for arch in ("resnet", "sr"):
             rows.append(precision_check(arch, params.models[arch], pairs.head(args.check_images), test, args.check_epochs))
     rows.append(("prepare, 60k images", f"{prepare_time():.1f} s", ""))
-    noop = timed(lambda: subprocess.run(["dvc", "repro"], check=True, capture_output=True))
-    rows.append(("no-op dvc repro", f"{noop:.2f} s", ""))
+    first, warm = noop_repro()
+    rows.append(("no-op dvc repro: first / best of the next 3", f"{first:.2f} s / {warm:.2f} s", ""))
     rows.append(("peak RSS, resnet training process (full split loaded)", f"{child_peak_rss_gib('resnet', 512):.2f} GiB", ""))
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fraction {args.fraction}")

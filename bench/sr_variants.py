@@ -1,0 +1,128 @@
+"""Short trials of `sr` design variants, to decide what goes into src/models.py. Not a test.
+
+Run from the repository root after `dvc repro` (it reads data/prepared):
+
+    python bench/sr_variants.py --epochs 4 base prog ca no-augment
+
+Each variant trains through the pipeline's own `fit` for `--epochs` epochs (OneCycle over those
+epochs) with `models.sr.train` from params.yaml, on the whole training split, and prints its
+final test MSE and PSNR gain over bicubic. Variants are one change each against `base`, the
+committed SRResNet; the ablation modules live here, not in src/models.py, because the pipeline
+does not use them.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from src.cli import PREPARED  # noqa: E402
+from src.metrics import interpolate  # noqa: E402
+from src.config import load_params  # noqa: E402
+from src.models import ResidualBlock, SRResNet  # noqa: E402
+from src.pairs import load_pairs, to_float  # noqa: E402
+from src.training import fit, setup_run  # noqa: E402
+
+
+class ChannelAttention(nn.Module):
+    """RCAN's squeeze-and-excitation gate on a block's output."""
+
+    def __init__(self, width: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(width, width // reduction, 1), nn.ReLU(),
+                                  nn.Conv2d(width // reduction, width, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+class ScaledBlock(ResidualBlock):
+    """EDSR's residual scaling: the block adds 0.1 of its output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.1 * self.body(x)
+
+
+def with_blocks(model: SRResNet, block: Callable[[int], nn.Module], width: int, depth: int) -> SRResNet:
+    model.body = nn.Sequential(*[block(width) for _ in range(depth)], nn.Conv2d(width, width, 3, padding=1))
+    return model
+
+
+def attention_block(width: int) -> nn.Module:
+    block = ResidualBlock(width)
+    block.body.append(ChannelAttention(width))
+    return block
+
+
+def progressive(width: int, depth: int, up: int = 32) -> SRResNet:
+    """Two x2 sub-pixel stages with a ReLU between (a nonlinear upsampler); last conv zero-init."""
+    model = SRResNet(width, depth)
+    last = nn.Conv2d(up, 3 * 4, 3, padding=1)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    model.tail = nn.Sequential(nn.Conv2d(width, 4 * up, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(), last)
+    model.upsample = nn.PixelShuffle(2)
+    return model
+
+
+def identity_blocks(width: int, depth: int) -> SRResNet:
+    """Every block's last conv starts at zero, so each block starts as the identity (SkipInit)."""
+    model = SRResNet(width, depth)
+    for block in model.body[:-1]:
+        nn.init.zeros_(block.body[-1].weight)
+        nn.init.zeros_(block.body[-1].bias)
+    return model
+
+
+# name -> (model builder from (width, depth), overrides of models.sr.train)
+VARIANTS: dict[str, tuple[Callable[[int, int], nn.Module], dict]] = {
+    "base": (SRResNet, {}),
+    "prog": (progressive, {}),
+    "ca": (lambda w, d: with_blocks(SRResNet(w, d), attention_block, w, d), {}),
+    "res-scale-lr4e-3": (lambda w, d: with_blocks(SRResNet(w, d), ScaledBlock, w, d), {"lr": 0.004}),
+    "zero-init-lr4e-3": (identity_blocks, {"lr": 0.004}),
+    "batch64": (SRResNet, {"batch_size": 64}),
+    "no-augment": (SRResNet, {"augment": False}),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--train-images", type=int, default=0, help="first N training pairs; 0 = all")
+    parser.add_argument("variants", nargs="+", choices=list(VARIANTS))
+    args = parser.parse_args()
+    config = load_params().models["sr"]
+    train, test = load_pairs(PREPARED / "train.pt"), load_pairs(PREPARED / "test.pt")
+    train = train.head(args.train_images or len(train))
+    bicubic = torch.nn.functional.mse_loss(interpolate(test.low, "bicubic"), to_float(test.high)).item()
+    print(f"bicubic test MSE {bicubic:.5f}")
+    rows = []
+    for name in args.variants:
+        build, overrides = VARIANTS[name]
+        params = dataclasses.replace(config.train, epochs=args.epochs, **overrides)
+        setup_run(params)
+        model = build(config.options["width"], config.options["depth"])
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            log = fit(model, train, test, params, Path(tmp) / "ckpt.pt", name, name)
+        seconds = time.perf_counter() - start
+        mse = log[-1]["test_mse"]
+        rows.append(f"| {name} | {sum(p.numel() for p in model.parameters()):,} | {mse:.5f} "
+                    f"| {10 * math.log10(bicubic / mse):+.3f} | {seconds / args.epochs:.1f} |")
+    print(f"\n| variant | parameters | test MSE after {args.epochs} epochs | dB over bicubic | s/epoch |")
+    print("|---|---:|---:|---:|---:|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
