@@ -217,16 +217,26 @@ def noop_repro() -> tuple[float, float]:
     return run(), min(run() for _ in range(3))
 
 
+def child(function: str, *args: str | int) -> subprocess.Popen:
+    """Start `bench.benchmark.<function>(arch, *ints)` in a fresh Python process; it prints one number."""
+    code = ("import sys; sys.path.insert(0, '.'); import bench.benchmark as b;"
+            f"b.{function}(sys.argv[1], *map(int, sys.argv[2:]))")
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE, text=True)
+
+
+def child_result(process: subprocess.Popen) -> float:
+    """The number a `child` printed last; fails if it did not exit cleanly."""
+    out, _ = process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"benchmark child {process.args[3:]} failed")
+    return float(out.split()[-1])
+
+
 def child_peak_rss_gib(arch: str, n_images: int) -> float:
     """Peak RSS of a process that loads the prepared data and trains `arch` on `n_images`, like train@ARCH."""
-    code = (
-        "import sys; sys.path.insert(0, '.');"
-        "from bench.benchmark import rss_child; rss_child(sys.argv[1], int(sys.argv[2]))"
-    )
     # The child reports its own peak: RUSAGE_CHILDREN would be the largest of *all* children,
     # the `dvc repro` timed before included, and even its own ru_maxrss starts at this process's.
-    out = subprocess.run([sys.executable, "-c", code, arch, str(n_images)], check=True, capture_output=True, text=True)
-    return int(out.stdout.split()[-1]) / 2**20
+    return child_result(child("rss_child", arch, n_images)) / 2**20
 
 
 def rss_child(arch: str, n_images: int) -> None:
@@ -265,15 +275,9 @@ def queue_throughput(arch: str, n_steps: int) -> tuple[str, str, str]:
     """Steps per second of `cores` one-thread jobs running at once (`dvc queue start -j 2` with the
     default threads) against one job with all the threads, in separate processes."""
     cores = len(os.sched_getaffinity(0))
-    code = ("import sys; sys.path.insert(0, '.'); from bench.benchmark import steps_child;"
-            "steps_child(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))")
-
-    def start(threads: int) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-c", code, arch, str(n_steps), str(threads)], stdout=subprocess.PIPE, text=True)
-
-    alone = float(start(cores).communicate()[0].split()[-1])
-    jobs = [start(1) for _ in range(cores)]
-    together = [float(job.communicate()[0].split()[-1]) for job in jobs]
+    alone = child_result(child("steps_child", arch, n_steps, cores))
+    jobs = [child("steps_child", arch, n_steps, 1) for _ in range(cores)]
+    together = [child_result(job) for job in jobs]
     rate_alone, rate_together = n_steps / alone, sum(n_steps / t for t in together)
     return (f"{arch} steps/s: {cores} one-thread jobs at once / one {cores}-thread job",
             f"{rate_together:.2f} / {rate_alone:.2f}", f"{rate_together / rate_alone:.2f}x")
@@ -301,9 +305,10 @@ def main() -> None:
     rows.append(("data path per epoch: tutorial / ours", f"{tutorial:.2f} s / {ours:.3f} s", f"{tutorial / ours:.0f}x"))
     for arch in ARCHITECTURES:
         cfg = params.models[arch]
+        step = {arch: step_fn(arch, cfg.options, cfg.train)}
         pure, real = float("inf"), float("inf")
         for _ in range(args.rounds):  # alternated, best kept, like the races
-            pure = min(pure, race({arch: step_fn(arch, cfg.options, cfg.train)}, cfg.train.batch_size, len(subset), 1)[arch])
+            pure = min(pure, race(step, cfg.train.batch_size, len(subset), 1)[arch])
             real = min(real, real_epoch(arch, cfg.options, cfg.train, subset))
         rows.append((f"{arch} epoch: real / pure steps", f"{real:.1f} s / {pure:.1f} s", f"{real / pure:.3f}"))
     for arch in ("resnet", "sr"):

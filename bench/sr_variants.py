@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.cli import PREPARED  # noqa: E402
-from src.metrics import interpolate  # noqa: E402
+from src.metrics import interpolate, psnr  # noqa: E402
 from src.config import load_params  # noqa: E402
 from src.models import ResidualBlock, SRResNet  # noqa: E402
 from src.pairs import load_pairs, to_float  # noqa: E402
@@ -118,7 +117,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         mse = log[-1]["test_mse"]
         rows.append(f"| {name} | {sum(p.numel() for p in model.parameters()):,} | {mse:.5f} "
-                    f"| {10 * math.log10(bicubic / mse):+.3f} | {seconds / args.epochs:.1f} |")
+                    f"| {psnr(mse) - psnr(bicubic):+.3f} | {seconds / args.epochs:.1f} |")
     print(f"\n| variant | parameters | test MSE after {args.epochs} epochs | dB over bicubic | s/epoch |")
     print("|---|---:|---:|---:|---:|")
     print("\n".join(rows))
