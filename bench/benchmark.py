@@ -9,13 +9,15 @@ Prints one table. Each comparison is timed in the same run and reported as a rat
   against ours (index into in-memory uint8 tensors), per 50k-image epoch;
 - per architecture, pure model steps (forward, backward, Adam on batches already in memory)
   against our real `train_one_epoch` on the same number of images;
-- for resnet and sr, each CPU speed option (channels_last, fused Adam, bf16 autocast, all three,
-  optionally torch.compile, one thread, deterministic kernels) against eager fp32, and a short
-  training with the adopted options against eager fp32, compared by final test MSE;
+- for resnet and sr, each CPU speed option (channels_last, fused Adam, bf16 autocast, dead-tap
+  cropping, combinations, optionally torch.compile, one thread, deterministic kernels) against
+  eager fp32, and a short training with the adopted options against eager fp32, compared by
+  final test MSE;
   with `--profile`, the ops that take the adopted step's time;
 - two one-thread training jobs at once (queued runs with the default threads) against one
   two-thread job, in steps per second;
-- the fp32 evaluation pass at several batch sizes;
+- the fp32 evaluation pass at several batch sizes, and fp32 against the bf16 per-epoch test pass
+  of train@sr (time and test MSE of the trained sr);
 - the prepare work for 60k images, a no-op `dvc repro`, and the peak RSS of a training stage.
 Epoch times are measured on `--fraction` of the training split and scaled to 50k images.
 """
@@ -42,7 +44,8 @@ from src.cli import PREPARED, RAW_ARCHIVE  # noqa: E402
 from src.config import ARCHITECTURES, TrainParams, load_params  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.pairs import load_pairs, make_pairs, save_pairs, to_float  # noqa: E402
-from src.training import evaluate_mse, fit, make_scheduler, train_one_epoch  # noqa: E402
+from src.trained import load_trained  # noqa: E402
+from src.training import evaluate_mse, fit, make_scheduler, prepare_model, train_one_epoch  # noqa: E402
 
 EPOCH = 50_000
 
@@ -85,9 +88,7 @@ def our_data_epoch(pairs) -> float:
 
 def make_model(arch: str, options: dict, train: TrainParams):
     model = build_model(arch, **options)
-    if train.channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model, torch.optim.Adam(model.parameters(), lr=train.lr, fused=train.fused_adam)
+    return model, prepare_model(model, train, torch.rand(1, 3, 8, 8))
 
 
 def step_fn(arch: str, options: dict, train: TrainParams, compile_model: bool = False):
@@ -154,13 +155,16 @@ def real_epoch(arch: str, options: dict, train: TrainParams, pairs) -> float:
 
 def speed_options(arch: str, cfg, n_images: int, rounds: int, compile_model: bool) -> list[tuple[str, str, str]]:
     """Pure-step time of each CPU speed option, alone and together, against eager fp32."""
-    eager = dataclasses.replace(cfg.train, precision="fp32", channels_last=False, fused_adam=False)
+    eager = dataclasses.replace(cfg.train, precision="fp32", channels_last=False, fused_adam=False, crop_dead_taps=False)
     variants = {
         "fp32 eager": eager,
         "channels_last": dataclasses.replace(eager, channels_last=True),
         "fused Adam": dataclasses.replace(eager, fused_adam=True),
         "bf16 autocast": dataclasses.replace(eager, precision="bf16"),
+        "crop dead taps": dataclasses.replace(eager, crop_dead_taps=True),
         "channels_last + fused Adam": dataclasses.replace(eager, channels_last=True, fused_adam=True),
+        "channels_last + fused Adam + crop dead taps": dataclasses.replace(
+            eager, channels_last=True, fused_adam=True, crop_dead_taps=True),
         "all three": dataclasses.replace(eager, channels_last=True, fused_adam=True, precision="bf16"),
     }
     steps = {name: step_fn(arch, cfg.options, train) for name, train in variants.items()}
@@ -172,33 +176,43 @@ def speed_options(arch: str, cfg, n_images: int, rounds: int, compile_model: boo
     torch.set_num_threads(1)  # what each of two queued jobs gets on this machine
     times["all three, 1 thread"] = race({"1": steps["all three"]}, eager.batch_size, n_images, rounds)["1"]
     torch.set_num_threads(threads)
-    adopted = f"adopted: {cfg.train.precision}, channels_last={cfg.train.channels_last}, fused_adam={cfg.train.fused_adam}"
+    adopted = (f"adopted: {cfg.train.precision}, channels_last={cfg.train.channels_last}, "
+               f"fused_adam={cfg.train.fused_adam}, crop_dead_taps={cfg.train.crop_dead_taps}")
     rows = [(f"{arch} pure steps, {name}", f"{t:.1f} s", f"{times['fp32 eager'] / t:.2f}x") for name, t in times.items()]
     return rows + [(f"{arch} ({adopted})", "", "")]
 
 
 def precision_check(arch: str, cfg, train_pairs, test_pairs, epochs: int) -> tuple[str, str, str]:
     """Final test MSE of a short training with the adopted options against eager fp32."""
-    eager = dataclasses.replace(cfg.train, precision="fp32", channels_last=False, fused_adam=False, epochs=epochs)
+    eager = dataclasses.replace(cfg.train, precision="fp32", channels_last=False, fused_adam=False, crop_dead_taps=False,
+                                epochs=epochs)
     adopted = dataclasses.replace(cfg.train, epochs=epochs)
     mse = {}
     for name, train in (("eager", eager), ("adopted", adopted)):
         torch.manual_seed(train.seed)
         model = build_model(arch, **cfg.options)
         with tempfile.TemporaryDirectory() as tmp:
-            log = fit(model, train_pairs, test_pairs, train, Path(tmp) / "ckpt.pt", name, f"check {arch} {name}")
-        mse[name] = log[-1]["test_mse"]
+            fit(model, train_pairs, test_pairs, train, Path(tmp) / "ckpt.pt", name, f"check {arch} {name}")
+        mse[name] = evaluate_mse(model, test_pairs, 1000)  # fp32, as the evaluate stage
     change = mse["adopted"] / mse["eager"] - 1
     return (f"{arch} test MSE after {epochs} epochs on {len(train_pairs)} images: adopted / fp32 eager",
             f"{mse['adopted']:.5f} / {mse['eager']:.5f}", f"{change:+.1%}")
 
 
 def eval_batches(cfg, test_pairs) -> list[tuple[str, str, str]]:
-    """Time of the fp32 evaluation pass over the test split at several batch sizes."""
-    model = build_model("sr", **cfg.options).to(memory_format=torch.channels_last)
+    """Time of the fp32 evaluation pass over the test split at several batch sizes, and of the
+    bf16 pass that train@sr runs after every epoch, with both test MSEs of the trained sr."""
+    model = load_trained("sr", cfg.options, "models/sr.pt").to(memory_format=torch.channels_last)
     times = {b: min(timed(lambda: evaluate_mse(model, test_pairs, b)) for _ in range(2)) for b in (100, 500, 1000, 2000)}
-    return [(f"sr fp32 evaluation of {len(test_pairs)} images, batch {b}", f"{t:.2f} s", f"{times[100] / t:.2f}x")
+    rows = [(f"sr fp32 evaluation of {len(test_pairs)} images, batch {b}", f"{t:.2f} s", f"{times[100] / t:.2f}x")
             for b, t in times.items()]
+    bf16 = min(timed(lambda: evaluate_mse(model, test_pairs, 1000, bf16=True)) for _ in range(2))
+    rows.append((f"sr evaluation of {len(test_pairs)} images, batch 1000: fp32 / bf16", f"{times[1000]:.2f} s / {bf16:.2f} s",
+                 f"{times[1000] / bf16:.2f}x"))
+    fp32_mse, bf16_mse = evaluate_mse(model, test_pairs, 1000), evaluate_mse(model, test_pairs, 1000, bf16=True)
+    rows.append(("trained sr test MSE: fp32 / bf16 evaluation", f"{fp32_mse:.6f} / {bf16_mse:.6f}",
+                 f"{bf16_mse / fp32_mse - 1:+.3%}"))
+    return rows
 
 
 def prepare_time() -> float:

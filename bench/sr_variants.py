@@ -73,6 +73,37 @@ def progressive(width: int, depth: int, up: int = 32) -> SRResNet:
     return model
 
 
+class WideActivationBlock(nn.Module):
+    """WDSR-A's block: conv to `expand` times the width, ReLU, conv back, plus the identity."""
+
+    def __init__(self, width: int, expand: int = 4) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(width, width * expand, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(width * expand, width, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class TwoScale(SRResNet):
+    """Blocks at 8x8, a stage of twice the width at 4x4 (4x the parameters per FLOP), sub-pixel back up."""
+
+    def __init__(self, width: int = 64, outer: int = 2, inner: int = 4) -> None:
+        super().__init__(width, outer)
+        self.pre = nn.Sequential(*[ResidualBlock(width) for _ in range(outer)])
+        self.down = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
+        self.low = nn.Sequential(*[ResidualBlock(2 * width) for _ in range(inner)])
+        self.up = nn.Sequential(nn.Conv2d(2 * width, 4 * width, 1), nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = nn.functional.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        features = self.head(x)
+        early = self.pre(features)
+        coarse = self.down(early)
+        features = features + self.body(early + self.up(coarse + self.low(coarse)))
+        return base + self.upsample(self.tail(features))
+
+
 def identity_blocks(width: int, depth: int) -> SRResNet:
     """Every block's last conv starts at zero, so each block starts as the identity (SkipInit)."""
     model = SRResNet(width, depth)
@@ -89,6 +120,8 @@ VARIANTS: dict[str, tuple[Callable[[int, int], nn.Module], dict]] = {
     "ca": (lambda w, d: with_blocks(SRResNet(w, d), attention_block, w, d), {}),
     "res-scale-lr4e-3": (lambda w, d: with_blocks(SRResNet(w, d), ScaledBlock, w, d), {"lr": 0.004}),
     "zero-init-lr4e-3": (identity_blocks, {"lr": 0.004}),
+    "wide-act": (lambda w, d: with_blocks(SRResNet(w // 2, d), WideActivationBlock, w // 2, d), {}),
+    "two-scale": (lambda w, d: TwoScale(w, d // 4, d // 2), {}),
     "batch64": (SRResNet, {"batch_size": 64}),
     "no-augment": (SRResNet, {"augment": False}),
 }

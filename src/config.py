@@ -55,6 +55,7 @@ class TrainParams:
     precision: str = "fp32"
     channels_last: bool = True
     fused_adam: bool = True
+    crop_dead_taps: bool = True
     augment: bool = False
 
 

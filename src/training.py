@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from src.atomic import torch_save
 from src.config import ParamsError, TrainParams
+from src.conv_cropping import crop_dead_taps
 from src.pairs import Pairs, to_float
 
 
@@ -87,6 +88,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, lr: float, t
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
+def prepare_model(model: nn.Module, params: TrainParams, example: torch.Tensor) -> torch.optim.Optimizer:
+    """Apply the speed options of `params` to `model` (inputs shaped like `example`); return its Adam.
+
+    None of them changes the maths beyond float rounding.
+    """
+    if params.crop_dead_taps:  # ResNet's convs over 1x1 and 2x2 maps: skip taps that read only padding
+        crop_dead_taps(model, example)
+    if params.channels_last:  # faster oneDNN convolutions on CPU
+        model.to(memory_format=torch.channels_last)
+    # fused: one kernel per step instead of ~10 per tensor; same update rule (ResNet: 14M params)
+    return torch.optim.Adam(model.parameters(), lr=params.lr, fused=params.fused_adam)
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -141,13 +155,18 @@ def predict(model: nn.Module, low: torch.Tensor, batch_size: int,
 
 
 @torch.no_grad()
-def evaluate_mse(model: nn.Module, data: Pairs, batch_size: int) -> float:
-    """Mean squared error per pixel over `data` (outputs clamped to [0, 1])."""
+def evaluate_mse(model: nn.Module, data: Pairs, batch_size: int, bf16: bool = False) -> float:
+    """Mean squared error per pixel over `data` (outputs clamped to [0, 1]).
+
+    With `bf16`, the forward pass runs under bfloat16 autocast, as in training; the error is
+    summed in fp32.
+    """
     model.eval()
     total = 0.0
     for low, high in zip(data.low.split(batch_size), data.high.split(batch_size)):
-        out = model(to_float(low)).clamp_(0, 1)
-        total += nn.functional.mse_loss(out, to_float(high), reduction="sum").item()
+        with torch.autocast(low.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(to_float(low))
+        total += nn.functional.mse_loss(out.float().clamp_(0, 1), to_float(high), reduction="sum").item()
     return total / data.high.numel()
 
 
@@ -195,10 +214,7 @@ def fit(
     atomically, so a killed run continues from its last completed epoch and ends with the same
     weights as an uninterrupted one.
     """
-    if params.channels_last:  # same fp32 maths, faster oneDNN convolutions on CPU
-        model.to(memory_format=torch.channels_last)
-    # fused: one kernel per step instead of ~10 per tensor; same update rule (ResNet: 14M params)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, fused=params.fused_adam)
+    optimizer = prepare_model(model, params, to_float(train.low[:1]))
     steps = params.epochs * -(-len(train) // params.batch_size)
     scheduler = make_scheduler(optimizer, params.schedule, params.lr, steps)
     generator = torch.Generator().manual_seed(params.seed)
@@ -212,12 +228,15 @@ def fit(
         _set_rng_state(state["rng"])
         log = state["log"]
         print(f"{name}: resuming after epoch {len(log)} from {checkpoint}")
+    bf16 = params.precision == "bf16"
     for epoch in range(len(log) + 1, params.epochs + 1):
         train_mse = train_one_epoch(
             model, optimizer, scheduler, train, params.batch_size, generator, desc=f"{name} epoch {epoch}/{params.epochs}",
-            bf16=params.precision == "bf16", augment=params.augment,
+            bf16=bf16, augment=params.augment,
         )
-        test_mse = evaluate_mse(model, test, 1000)
+        # The per-epoch test pass runs at the training precision: for sr it is 2.5x faster in
+        # bf16 and within 0.01 % of fp32 (README, Speed). The evaluate stage stays fp32.
+        test_mse = evaluate_mse(model, test, 1000, bf16)
         log.append({"epoch": epoch, "train_mse": train_mse, "test_mse": test_mse})
         print(f"{name} epoch {epoch}/{params.epochs}: train MSE {train_mse:.5f}, test MSE {test_mse:.5f}", flush=True)
         torch_save(checkpoint, {

@@ -49,7 +49,7 @@ def main() -> str:
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
         # the speed options this run used
         "precision": config.train.precision, "channels_last": config.train.channels_last,
-        "fused_adam": config.train.fused_adam,
+        "fused_adam": config.train.fused_adam, "crop_dead_taps": config.train.crop_dead_taps,
     })
     checkpoint.unlink(missing_ok=True)  # only an interrupted run leaves one to resume from
     return f"train@{arch}: {len(log)} epochs, test MSE {log[-1]['test_mse']:.5f}"

@@ -57,6 +57,7 @@ def test_committed_params_are_valid():
     ("evaluate.consistency", True, r"invalid evaluate.consistency=True; allowed: a list of names, such as \[sr\]"),
     ("evaluate.consistency", [1], r"invalid evaluate.consistency=\[1\]"),
     ("train.fused_adam", "yes", "invalid train.fused_adam='yes'; allowed: a value of type bool"),
+    ("models.resnet.train.crop_dead_taps", 1, "invalid models.resnet.train.crop_dead_taps=1; allowed: a value of type bool"),
 ])
 def test_invalid_params_name_key_value_and_what_is_allowed(path, value, message):
     with pytest.raises(ParamsError, match=message):

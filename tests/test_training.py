@@ -105,6 +105,24 @@ def test_bf16_training_runs_and_stays_close(data, tmp_path):
     assert log16[-1]["test_mse"] == pytest.approx(log32[-1]["test_mse"], rel=0.05)
 
 
+@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_per_epoch_test_pass_runs_at_the_training_precision(precision, dtype, data, tmp_path):
+    params = dataclasses.replace(PARAMS, epochs=1, precision=precision, crop_dead_taps=False)  # no extra fp32 pass
+    setup_run(params)
+    model = build_model("conv")
+    seen = []  # (training mode, output dtype) of the first conv at every call
+    model.encoder[0].register_forward_hook(lambda m, args, out: seen.append((m.training, out.dtype)))
+    fit(model, data[0], data[1], params, tmp_path / "ckpt.pt", fingerprint(params), "conv")
+    assert {d for training_mode, d in seen if not training_mode} == {dtype}
+
+
+def test_bf16_evaluation_is_close_to_fp32(data):
+    torch.manual_seed(0)
+    model = build_model("conv")
+    fp32 = training.evaluate_mse(model, data[1], 16)
+    assert training.evaluate_mse(model, data[1], 16, bf16=True) == pytest.approx(fp32, rel=0.01)
+
+
 def test_dihedral_augmentation_transforms_input_and_target_alike():
     from src.inference import downscale_matrix
 
