@@ -30,7 +30,7 @@ from src.cli import PREPARED  # noqa: E402
 from src.config import load_params  # noqa: E402
 from src.inference import self_ensemble  # noqa: E402
 from src.metrics import interpolate, psnr  # noqa: E402
-from src.models import SRResNet  # noqa: E402
+from src.models import build_model  # noqa: E402
 from src.pairs import load_pairs, to_float  # noqa: E402
 
 
@@ -68,8 +68,8 @@ def main() -> None:
 
     # The same construction, order of RNG draws and optimiser as train@sr's `fit`.
     training.setup_run(params)
-    model = SRResNet(**config.options).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, fused=params.fused_adam)
+    model = build_model("sr", **config.options)
+    optimizer = training.prepare_model(model, params, to_float(train.low[:1]))
     steps = params.epochs * -(-len(train) // params.batch_size)
     scheduler = training.make_scheduler(optimizer, params.schedule, params.lr, steps)
     generator = torch.Generator().manual_seed(params.seed)
