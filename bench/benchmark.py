@@ -91,9 +91,15 @@ def make_model(arch: str, options: dict, train: TrainParams):
     return model, prepare_model(model, train, torch.rand(1, 3, 8, 8))
 
 
-def step_fn(arch: str, options: dict, train: TrainParams, compile_model: bool = False):
-    """One forward, backward and optimizer step on a batch already in memory as floats."""
+def step_fn(arch: str, options: dict, train: TrainParams, compile_model: bool = False,
+            all_channels_last: bool = False):
+    """One forward, backward and optimizer step on a batch already in memory as floats.
+
+    `all_channels_last` also turns the weights that `crop_dead_taps` keeps contiguous to
+    channels_last, to measure why it keeps them so."""
     model, opt = make_model(arch, options, train)
+    if all_channels_last:
+        model.to(memory_format=torch.channels_last)  # in place: the optimizer keeps the same tensors
     forward = torch.compile(model) if compile_model else model
     x, y = torch.rand(train.batch_size, 3, 8, 8), torch.rand(train.batch_size, 3, 32, 32)
 
@@ -168,6 +174,8 @@ def speed_options(arch: str, cfg, n_images: int, rounds: int, compile_model: boo
         "all three": dataclasses.replace(eager, channels_last=True, fused_adam=True, precision="bf16"),
     }
     steps = {name: step_fn(arch, cfg.options, train) for name, train in variants.items()}
+    steps["channels_last + fused Adam + crop dead taps, cropped weights channels_last too"] = step_fn(
+        arch, cfg.options, variants["channels_last + fused Adam + crop dead taps"], all_channels_last=True)
     steps["deterministic kernels (as train@ARCH runs)"] = deterministic(step_fn(arch, cfg.options, eager))
     if compile_model:
         steps["all three + torch.compile"] = step_fn(arch, cfg.options, variants["all three"], compile_model=True)

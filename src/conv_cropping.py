@@ -1,13 +1,11 @@
-"""Convolutions cropped to the kernel taps that can read data: the same maths, less work.
+"""Convolutions cropped to the kernel taps that can touch data: the same maths, less work.
 
-At 8x8 input, the tutorial's ResNet18 encoder runs its last two stages on 2x2 and 1x1 maps.
-There a 3x3 convolution with padding 1 multiplies most of its taps by padding zeros only, yet
-CPU kernels compute them all, forward and backward. A convolution over the live taps alone,
-with the padding shifted to match, reads the same input positions with the same weights, so
-its outputs are the same sums, and the dead taps' gradients are zero either way. Weights keep
-their full shape, so parameters, optimizer state and saved state_dicts do not change.
-(The decoder's first transposed convolution, from 1x1, also has dead taps; cropping it gained
-nothing measurable, so only Conv2d is handled.)
+At 8x8 input, the tutorial's ResNet18 encoder runs its last two stages on 2x2 and 1x1 maps,
+and its decoder starts with a transposed convolution from 1x1. There most kernel taps meet
+only padding (or land outside the output), yet CPU kernels compute them all, forward and
+backward. The same layer over its live taps alone, with the padding shifted to match, forms
+the same sums, and the dead taps' gradients are zero either way. Weights keep their full
+shape, so parameters, optimizer state and saved state_dicts do not change.
 """
 from __future__ import annotations
 
@@ -17,37 +15,76 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+Layer = nn.Conv2d | nn.ConvTranspose2d
+
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """Output length, along one axis, of a convolution with dilation 1."""
     return (size + 2 * padding - kernel) // stride + 1
 
 
+def transposed_output_size(size: int, kernel: int, stride: int, padding: int, output_padding: int) -> int:
+    """Output length, along one axis, of a transposed convolution with dilation 1."""
+    return (size - 1) * stride - 2 * padding + kernel + output_padding
+
+
 def live_taps(size: int, kernel: int, stride: int, padding: int) -> tuple[int, int]:
-    """First and last tap, along one axis, that reads a real input position for some output."""
+    """First and last tap, along one axis, of a convolution that reads a real input position."""
     outputs = output_size(size, kernel, stride, padding)
     live = [t for t in range(kernel) if any(0 <= j * stride + t - padding < size for j in range(outputs))]
     return live[0], live[-1]
 
 
-def _cropped_forward(conv: nn.Conv2d, rows: slice, cols: slice, padding: tuple[int, int], x: torch.Tensor) -> torch.Tensor:
-    return F.conv2d(x, conv.weight[:, :, rows, cols], conv.bias, conv.stride, padding, 1, conv.groups)
+def live_transposed_taps(size: int, kernel: int, stride: int, padding: int, output_padding: int) -> tuple[int, int]:
+    """First and last tap, along one axis, of a transposed convolution that writes a real output."""
+    outputs = transposed_output_size(size, kernel, stride, padding, output_padding)
+    live = [t for t in range(kernel) if any(0 <= i * stride + t - padding < outputs for i in range(size))]
+    return live[0], live[-1]
+
+
+def axis_geometry(layer: Layer, axis: int, size: int) -> tuple[slice, int, int]:
+    """Taps, padding and output padding of `layer` along `axis` for inputs of length `size`:
+    its live taps where a shifted padding gives the same output, else its own full kernel."""
+    k, s, p = layer.kernel_size[axis], layer.stride[axis], layer.padding[axis]
+    if isinstance(layer, nn.ConvTranspose2d):
+        op = layer.output_padding[axis]
+        first, last = live_transposed_taps(size, k, s, p, op)
+        new_op = transposed_output_size(size, k, s, p, op) - transposed_output_size(size, last - first + 1, s, p - first, 0)
+        if p - first >= 0 and 0 <= new_op < s:
+            return slice(first, last + 1), p - first, new_op
+        return slice(0, k), p, op
+    first, last = live_taps(size, k, s, p)
+    if output_size(size, last - first + 1, s, p - first) == output_size(size, k, s, p):
+        return slice(first, last + 1), p - first, 0
+    return slice(0, k), p, 0
+
+
+def _cropped_forward(layer: Layer, rows: slice, cols: slice, padding: tuple[int, int],
+                     output_padding: tuple[int, int], x: torch.Tensor) -> torch.Tensor:
+    weight = layer.weight[:, :, rows, cols]
+    if isinstance(layer, nn.ConvTranspose2d):
+        return F.conv_transpose2d(x, weight, layer.bias, layer.stride, padding, output_padding, layer.groups)
+    return F.conv2d(x, weight, layer.bias, layer.stride, padding, 1, layer.groups)
 
 
 def crop_dead_taps(model: nn.Module, example: torch.Tensor) -> int:
-    """Make every Conv2d of `model` that has dead taps at `example`'s input size compute with its
-    live taps only; returns how many were cropped. Only valid for inputs of that size.
+    """Make every Conv2d and ConvTranspose2d of `model` that has dead taps at `example`'s input
+    size compute with its live taps only; returns how many were cropped. Only valid for inputs
+    of that size.
 
-    One forward pass in eval mode (BatchNorm statistics untouched) records each conv's input size.
+    One forward pass in eval mode (BatchNorm statistics untouched) records each layer's input
+    size. A cropped layer's weight is stored contiguous: autograd builds its gradient as a new
+    contiguous tensor (zeros plus the live slice) and would otherwise copy it into a
+    channels_last weight's layout on every step.
     """
-    sizes: dict[nn.Conv2d, set[tuple[int, int]]] = {}
+    sizes: dict[Layer, set[tuple[int, int]]] = {}
 
-    def record(conv: nn.Conv2d, args: tuple[torch.Tensor, ...]) -> None:
-        sizes.setdefault(conv, set()).add(tuple(args[0].shape[-2:]))
+    def record(layer: Layer, args: tuple[torch.Tensor, ...]) -> None:
+        sizes.setdefault(layer, set()).add(tuple(args[0].shape[-2:]))
 
-    convs = [m for m in model.modules() if type(m) is nn.Conv2d and m.padding_mode == "zeros"
-             and m.dilation == (1, 1) and not isinstance(m.padding, str)]
-    hooks = [conv.register_forward_pre_hook(record) for conv in convs]
+    layers = [m for m in model.modules() if type(m) in (nn.Conv2d, nn.ConvTranspose2d)
+              and m.padding_mode == "zeros" and m.dilation == (1, 1) and not isinstance(m.padding, str)]
+    hooks = [layer.register_forward_pre_hook(record) for layer in layers]
     training = model.training
     try:
         with torch.no_grad():
@@ -57,17 +94,14 @@ def crop_dead_taps(model: nn.Module, example: torch.Tensor) -> int:
         for hook in hooks:
             hook.remove()
     cropped = 0
-    for conv, seen in sizes.items():
-        if len(seen) > 1:  # a conv reused at two sizes
+    for layer, seen in sizes.items():
+        if len(seen) > 1:  # a layer reused at two sizes
             continue
         (size,) = seen
-        spans, pads = [], []
-        for n, k, s, p in zip(size, conv.kernel_size, conv.stride, conv.padding):
-            first, last = live_taps(n, k, s, p)
-            same = output_size(n, last - first + 1, s, p - first) == output_size(n, k, s, p)
-            spans.append(slice(first, last + 1) if same else slice(0, k))
-            pads.append(p - first if same else p)
-        if any(span != slice(0, k) for span, k in zip(spans, conv.kernel_size)):
-            conv.forward = functools.partial(_cropped_forward, conv, spans[0], spans[1], tuple(pads))
-            cropped += 1
+        (rows, pad_r, op_r), (cols, pad_c, op_c) = [axis_geometry(layer, axis, n) for axis, n in enumerate(size)]
+        if (rows, cols) == (slice(0, layer.kernel_size[0]), slice(0, layer.kernel_size[1])):
+            continue
+        layer.weight.data = layer.weight.data.contiguous()
+        layer.forward = functools.partial(_cropped_forward, layer, rows, cols, (pad_r, pad_c), (op_r, op_c))
+        cropped += 1
     return cropped
