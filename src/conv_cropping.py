@@ -4,8 +4,9 @@ At 8x8 input, the tutorial's ResNet18 encoder runs its last two stages on 2x2 an
 and its decoder starts with a transposed convolution from 1x1. There most kernel taps meet
 only padding (or land outside the output), yet CPU kernels compute them all, forward and
 backward. The same layer over its live taps alone, with the padding shifted to match, forms
-the same sums, and the dead taps' gradients are zero either way. Weights keep their full
-shape, so parameters, optimizer state and saved state_dicts do not change.
+the same sums, and the dead taps' gradients are zero either way. Layers that then read their
+whole input with every output pixel run as one matrix product. Weights keep their full shape,
+so parameters, optimizer state and saved state_dicts do not change.
 """
 from __future__ import annotations
 
@@ -59,9 +60,37 @@ def axis_geometry(layer: Layer, axis: int, size: int) -> tuple[slice, int, int]:
     return slice(0, k), p, 0
 
 
+class _LiveTaps(torch.autograd.Function):
+    """`weight[:, :, rows, cols]` as a new contiguous tensor. Its backward writes the gradient
+    straight into a full-size zero tensor: one fill and one copy, where the two chained slices
+    of plain indexing cost two of each, plus a third copy by the convolution."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
+        ctx.shape, ctx.rows, ctx.cols = weight.shape, rows, cols
+        return weight[:, :, rows, cols].contiguous()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        full = grad.new_zeros(ctx.shape)
+        full[:, :, ctx.rows, ctx.cols] = grad
+        return full, None, None
+
+
 def _cropped_forward(layer: Layer, rows: slice, cols: slice, padding: tuple[int, int],
                      output_padding: tuple[int, int], x: torch.Tensor) -> torch.Tensor:
-    weight = layer.weight[:, :, rows, cols]
+    weight = _LiveTaps.apply(layer.weight, rows, cols)
+    n, taps = x.shape[0], weight.shape[-2:]
+    # Where every output pixel reads every input pixel through its own tap (a conv whose live
+    # kernel covers its unpadded input; a transposed conv from 1x1), the layer is one matrix
+    # product, which runs faster on CPU than the convolution kernels at these sizes.
+    if layer.groups == 1 and padding == (0, 0) and output_padding == (0, 0):
+        if isinstance(layer, nn.ConvTranspose2d) and x.shape[-2:] == (1, 1):
+            out = x.flatten(1) @ weight.permute(0, 2, 3, 1).flatten(1)  # (n, rows * cols * out channels)
+            out = out.view(n, *taps, weight.shape[1]).permute(0, 3, 1, 2)  # channels_last layout
+            return out if layer.bias is None else out + layer.bias.view(1, -1, 1, 1)
+        if isinstance(layer, nn.Conv2d) and x.shape[-2:] == taps:
+            return F.linear(x.reshape(n, -1), weight.flatten(1), layer.bias).view(n, -1, 1, 1)
     if isinstance(layer, nn.ConvTranspose2d):
         return F.conv_transpose2d(x, weight, layer.bias, layer.stride, padding, output_padding, layer.groups)
     return F.conv2d(x, weight, layer.bias, layer.stride, padding, 1, layer.groups)
