@@ -9,11 +9,11 @@ Prints one table. Each comparison is timed in the same run and reported as a rat
   against ours (index into in-memory uint8 tensors), per 50k-image epoch;
 - per architecture, pure model steps (forward, backward, Adam on batches already in memory)
   against our real `train_one_epoch` on the same number of images;
-- for resnet and sr, each CPU speed option (channels_last, fused Adam, bf16 autocast, dead-tap
+- per architecture, each CPU speed option (channels_last, fused Adam, bf16 autocast, dead-tap
   cropping, combinations, optionally torch.compile, one thread, deterministic kernels) against
   eager fp32, and a short training with the adopted options against eager fp32, compared by
   final test MSE;
-  with `--profile`, the ops that take the adopted step's time;
+  with `--profile`, the ops that take resnet's and sr's adopted step's time;
 - two one-thread training jobs at once (queued runs with the default threads) against one
   two-thread job, in steps per second;
 - the fp32 evaluation pass at several batch sizes, and fp32 against the bf16 per-epoch test pass
@@ -91,15 +91,9 @@ def make_model(arch: str, options: dict, train: TrainParams):
     return model, prepare_model(model, train, torch.rand(1, 3, 8, 8))
 
 
-def step_fn(arch: str, options: dict, train: TrainParams, compile_model: bool = False,
-            all_channels_last: bool = False):
-    """One forward, backward and optimizer step on a batch already in memory as floats.
-
-    `all_channels_last` also turns the weights that `crop_dead_taps` keeps contiguous to
-    channels_last, to measure why it keeps them so."""
+def step_fn(arch: str, options: dict, train: TrainParams, compile_model: bool = False):
+    """One forward, backward and optimizer step on a batch already in memory as floats."""
     model, opt = make_model(arch, options, train)
-    if all_channels_last:
-        model.to(memory_format=torch.channels_last)  # in place: the optimizer keeps the same tensors
     forward = torch.compile(model) if compile_model else model
     x, y = torch.rand(train.batch_size, 3, 8, 8), torch.rand(train.batch_size, 3, 32, 32)
 
@@ -174,8 +168,6 @@ def speed_options(arch: str, cfg, n_images: int, rounds: int, compile_model: boo
         "all three": dataclasses.replace(eager, channels_last=True, fused_adam=True, precision="bf16"),
     }
     steps = {name: step_fn(arch, cfg.options, train) for name, train in variants.items()}
-    steps["channels_last + fused Adam + crop dead taps, cropped weights channels_last too"] = step_fn(
-        arch, cfg.options, variants["channels_last + fused Adam + crop dead taps"], all_channels_last=True)
     steps["deterministic kernels (as train@ARCH runs)"] = deterministic(step_fn(arch, cfg.options, eager))
     if compile_model:
         steps["all three + torch.compile"] = step_fn(arch, cfg.options, variants["all three"], compile_model=True)
@@ -333,14 +325,14 @@ def main() -> None:
             pure = min(pure, race(step, cfg.train.batch_size, len(subset), 1)[arch])
             real = min(real, real_epoch(arch, cfg.options, cfg.train, subset))
         rows.append((f"{arch} epoch: real / pure steps", f"{real:.1f} s / {pure:.1f} s", f"{real / pure:.3f}"))
-    for arch in ("resnet", "sr"):
+    for arch in ARCHITECTURES:
         rows += speed_options(arch, params.models[arch], len(subset), args.rounds, args.compile)
-        if args.profile:
+        if args.profile and arch in ("resnet", "sr"):
             rows += profile_rows(arch, params.models[arch])
     rows += [queue_throughput(arch, 40) for arch in ("resnet", "sr")]
     rows += eval_batches(params.models["sr"], test)
     if args.check_epochs:
-        for arch in ("resnet", "sr"):
+        for arch in ARCHITECTURES:
             rows.append(precision_check(arch, params.models[arch], pairs.head(args.check_images), test, args.check_epochs))
     rows.append(("prepare, 60k images", f"{prepare_time():.1f} s", ""))
     first, warm = noop_repro()

@@ -4,9 +4,11 @@ At 8x8 input, the tutorial's ResNet18 encoder runs its last two stages on 2x2 an
 and its decoder starts with a transposed convolution from 1x1. There most kernel taps meet
 only padding (or land outside the output), yet CPU kernels compute them all, forward and
 backward. The same layer over its live taps alone, with the padding shifted to match, forms
-the same sums, and the dead taps' gradients are zero either way. Layers that then read their
-whole input with every output pixel run as one matrix product. Weights keep their full shape,
-so parameters, optimizer state and saved state_dicts do not change.
+the same sums. Layers that then read their whole input with every output pixel run as one
+matrix product. The dead taps' gradients are zero, so Adam never moves them: training the live
+taps alone is the same update, without the full-size zero gradients (76 % of ResNet's
+parameters) and the optimizer's work on them. Weights keep their full shape in every
+state_dict, so saved models do not change.
 """
 from __future__ import annotations
 
@@ -60,26 +62,8 @@ def axis_geometry(layer: Layer, axis: int, size: int) -> tuple[slice, int, int]:
     return slice(0, k), p, 0
 
 
-class _LiveTaps(torch.autograd.Function):
-    """`weight[:, :, rows, cols]` as a new contiguous tensor. Its backward writes the gradient
-    straight into a full-size zero tensor: one fill and one copy, where the two chained slices
-    of plain indexing cost two of each, plus a third copy by the convolution."""
-
-    @staticmethod
-    def forward(ctx, weight: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
-        ctx.shape, ctx.rows, ctx.cols = weight.shape, rows, cols
-        return weight[:, :, rows, cols].contiguous()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        full = grad.new_zeros(ctx.shape)
-        full[:, :, ctx.rows, ctx.cols] = grad
-        return full, None, None
-
-
-def _cropped_forward(layer: Layer, rows: slice, cols: slice, padding: tuple[int, int],
+def _cropped_forward(layer: Layer, weight: nn.Parameter, padding: tuple[int, int],
                      output_padding: tuple[int, int], x: torch.Tensor) -> torch.Tensor:
-    weight = _LiveTaps.apply(layer.weight, rows, cols)
     n, taps = x.shape[0], weight.shape[-2:]
     # Where every output pixel reads every input pixel through its own tap (a conv whose live
     # kernel covers its unpadded input; a transposed conv from 1x1), the layer is one matrix
@@ -96,15 +80,17 @@ def _cropped_forward(layer: Layer, rows: slice, cols: slice, padding: tuple[int,
     return F.conv2d(x, weight, layer.bias, layer.stride, padding, 1, layer.groups)
 
 
-def crop_dead_taps(model: nn.Module, example: torch.Tensor) -> int:
+def crop_dead_taps(model: nn.Module, example: torch.Tensor) -> dict[nn.Parameter, nn.Parameter]:
     """Make every Conv2d and ConvTranspose2d of `model` that has dead taps at `example`'s input
-    size compute with its live taps only; returns how many were cropped. Only valid for inputs
-    of that size.
+    size compute with its live taps only. Only valid for inputs of that size, on the model's
+    current device and layout (call it after moving the model).
 
-    One forward pass in eval mode (BatchNorm statistics untouched) records each layer's input
-    size. A cropped layer's weight is stored contiguous: autograd builds its gradient as a new
-    contiguous tensor (zeros plus the live slice) and would otherwise copy it into a
-    channels_last weight's layout on every step.
+    Returns {full weight: live-taps parameter} for each cropped layer: an optimizer must train
+    the live-taps parameters in place of those full weights. A full weight stays registered (same
+    parameter count and state_dict keys), is brought up to date from its live taps whenever a
+    state_dict is taken, and loading a state_dict sets the live taps from it.
+
+    One forward pass in eval mode (BatchNorm statistics untouched) records each layer's input size.
     """
     sizes: dict[Layer, set[tuple[int, int]]] = {}
 
@@ -122,7 +108,7 @@ def crop_dead_taps(model: nn.Module, example: torch.Tensor) -> int:
         model.train(training)
         for hook in hooks:
             hook.remove()
-    cropped = 0
+    live: dict[nn.Parameter, nn.Parameter] = {}
     for layer, seen in sizes.items():
         if len(seen) > 1:  # a layer reused at two sizes
             continue
@@ -130,7 +116,19 @@ def crop_dead_taps(model: nn.Module, example: torch.Tensor) -> int:
         (rows, pad_r, op_r), (cols, pad_c, op_c) = [axis_geometry(layer, axis, n) for axis, n in enumerate(size)]
         if (rows, cols) == (slice(0, layer.kernel_size[0]), slice(0, layer.kernel_size[1])):
             continue
-        layer.weight.data = layer.weight.data.contiguous()
-        layer.forward = functools.partial(_cropped_forward, layer, rows, cols, (pad_r, pad_c), (op_r, op_c))
-        cropped += 1
-    return cropped
+        taps = nn.Parameter(layer.weight.detach()[:, :, rows, cols].contiguous())
+        layer.forward = functools.partial(_cropped_forward, layer, taps, (pad_r, pad_c), (op_r, op_c))
+        layer.register_state_dict_pre_hook(functools.partial(_store_taps, taps=taps, rows=rows, cols=cols))
+        layer.register_load_state_dict_post_hook(functools.partial(_load_taps, taps=taps, rows=rows, cols=cols))
+        live[layer.weight] = taps
+    return live
+
+
+@torch.no_grad()
+def _store_taps(layer: Layer, prefix: str, keep_vars: bool, *, taps: nn.Parameter, rows: slice, cols: slice) -> None:
+    layer.weight[:, :, rows, cols] = taps
+
+
+@torch.no_grad()
+def _load_taps(layer: Layer, incompatible_keys: object, *, taps: nn.Parameter, rows: slice, cols: slice) -> None:
+    taps.copy_(layer.weight[:, :, rows, cols])

@@ -37,18 +37,23 @@ def per_image_mse(pred: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     return (pred - to_float(high)).pow_(2).flatten(1).mean(1)
 
 
+def mse(pred: torch.Tensor, high: torch.Tensor) -> float:
+    """MSE over all pixels: float predictions against uint8 targets (without quality()'s SSIM cost)."""
+    return per_image_mse(pred, high).double().mean().item()
+
+
 def quality(pred: torch.Tensor, high: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
     """MSE, PSNR, mean per-image PSNR and SSIM of predictions against uint8 targets."""
-    mse_i = per_image_mse(pred, high)
+    mse_i = per_image_mse(pred, high).double()
+    overall = mse_i.mean().item()
     ssim = torch.cat([
         structural_similarity_index_measure(p, to_float(h), data_range=1.0, reduction="none")
         for p, h in zip(pred.split(batch_size), high.split(batch_size))
     ])
-    mse = mse_i.double().mean().item()
     return {
-        "mse": mse,
-        "psnr": psnr(mse),
-        "psnr_per_image": (10 * torch.log10(1 / mse_i.double().clamp_min(1e-12))).mean().item(),
+        "mse": overall,
+        "psnr": psnr(overall),
+        "psnr_per_image": (10 * torch.log10(1 / mse_i.clamp_min(1e-12))).mean().item(),
         "ssim": ssim.double().mean().item(),
     }
 

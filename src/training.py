@@ -95,10 +95,10 @@ def prepare_model(model: nn.Module, params: TrainParams, example: torch.Tensor) 
     """
     if params.channels_last:  # faster oneDNN convolutions on CPU
         model.to(memory_format=torch.channels_last)
-    if params.crop_dead_taps:  # ResNet's layers on 1x1 and 2x2 maps: skip taps that meet only padding
-        crop_dead_taps(model, example)  # after channels_last: it keeps the cropped weights contiguous
-    # fused: one kernel per step instead of ~10 per tensor; same update rule (ResNet: 14M params)
-    return torch.optim.Adam(model.parameters(), lr=params.lr, fused=params.fused_adam)
+    # ResNet's layers on 1x1 and 2x2 maps compute, and train, only the kernel taps that meet data
+    live = crop_dead_taps(model, example) if params.crop_dead_taps else {}
+    # fused: one kernel per step instead of ~10 per tensor; same update rule
+    return torch.optim.Adam([live.get(p, p) for p in model.parameters()], lr=params.lr, fused=params.fused_adam)
 
 
 def train_one_epoch(

@@ -14,7 +14,7 @@ from src.cli import PREPARED, run_stage, split_sizes
 from src.config import ARCHITECTURES, BASELINES, ParamsError, check_limit, load_params
 from src.figures import image_grid
 from src.inference import project_consistent, self_ensemble
-from src.metrics import interpolate, per_class_psnr, psnr, quality
+from src.metrics import interpolate, mse, per_class_psnr, psnr, quality
 from src.models import count_parameters
 from src.pairs import load_pairs, to_float
 from src.trained import load_trained
@@ -35,7 +35,8 @@ def main() -> str:
     opts = params.evaluate
     n_test = check_limit("data.test_images", params.data.test_images, split_sizes()["test"])
     test = load_pairs(PREPARED / "test.pt").head(n_test)
-    bicubic = quality(interpolate(test.low, "bicubic"), test.high)
+    bicubic = interpolate(test.low, "bicubic")
+    bicubic_psnr = psnr(mse(bicubic, test.high))
 
     metrics = {}
     if name in BASELINES:
@@ -48,8 +49,8 @@ def main() -> str:
         low = test.low.to(device)
         plain = predict_with_progress(model, low, opts.batch_size, f"evaluate@{name}")
         ensembled = predict_with_progress(model, low, opts.batch_size, f"evaluate@{name} x8 ensemble", self_ensemble)
-        base_psnr = psnr(quality(plain, test.high)["mse"])
-        gain = lambda p: psnr(quality(p, test.high)["mse"]) - base_psnr  # noqa: E731
+        base_psnr = psnr(mse(plain, test.high))
+        gain = lambda p: psnr(mse(p, test.high)) - base_psnr  # noqa: E731
         metrics["inference"] = {
             "self_ensemble_gain_db": gain(ensembled),
             "consistency_gain_db": gain(project_consistent(plain, to_float(test.low))),
@@ -60,14 +61,14 @@ def main() -> str:
 
     scores = quality(pred, test.high)
     metrics = {
-        "test": {**scores, "gain_over_bicubic_db": scores["psnr"] - bicubic["psnr"]},
+        "test": {**scores, "gain_over_bicubic_db": scores["psnr"] - bicubic_psnr},
         "model": {"parameters": n_params},
         **metrics,
     }
     write_json(f"metrics/{name}.json", metrics)
 
     ours = per_class_psnr(pred, test.high, test.labels)
-    base = per_class_psnr(interpolate(test.low, "bicubic"), test.high, test.labels)
+    base = per_class_psnr(bicubic, test.high, test.labels)
     table = pd.DataFrame({"class": CLASSES, "psnr": ours, "bicubic_psnr": base})
     table["gain_db"] = table["psnr"] - table["bicubic_psnr"]
     write_text(f"plots/per_class/{name}.csv", table.to_csv(index=False, float_format="%.4f"))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+import src.conv_cropping
 import src.models
 import src.training
 from src.archive import file_md5
@@ -37,7 +38,7 @@ def main() -> str:
     run_id = fingerprint(
         arch, config, params.data, torch.__version__, torch.get_num_threads(), str(device),
         file_md5(PREPARED / "train.pt"), file_md5(PREPARED / "test.pt"),
-        Path(src.models.__file__).read_text(), Path(src.training.__file__).read_text(),
+        *(Path(module.__file__).read_text() for module in (src.models, src.training, src.conv_cropping)),
     )
     checkpoint = Path(f"checkpoints/{arch}.pt")
     log = fit(model, train, test, config.train, checkpoint, run_id, f"train@{arch}")

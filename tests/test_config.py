@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -27,7 +28,9 @@ def test_committed_params_are_valid():
     # models.ARCH.train overrides only the keys it names
     assert params.models["sr"].train.schedule == "onecycle"
     assert params.models["sr"].train.batch_size == params.train.batch_size
-    assert params.models["fc"].train == params.train
+    assert params.models["conv"].train == params.models["resnet"].train == params.train
+    # the tutorial's models keep its settings; fc only trains under bf16 autocast, for speed
+    assert params.models["fc"].train == dataclasses.replace(params.train, precision="bf16")
     assert params.evaluate.self_ensemble == ("sr",) and params.evaluate.consistency == ("sr",)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from src.config import TrainParams
-from src.conv_cropping import crop_dead_taps, live_taps, live_transposed_taps
+from src.conv_cropping import axis_geometry, crop_dead_taps, live_taps, live_transposed_taps
 from src.models import build_model
 from src.training import prepare_model
 
@@ -43,48 +43,79 @@ def test_cropped_layers_compute_the_same_outputs_and_gradients(layer, size):
     full = layer.double()
     x = torch.rand(3, 4, *size, dtype=torch.float64, requires_grad=True)
     expected = full(x)
-    expected_grads = torch.autograd.grad(expected.square().sum(), [x, full.weight, full.bias])
+    grad_x, grad_w, grad_b = torch.autograd.grad(expected.square().sum(), [x, full.weight, full.bias])
     cropped = copy.deepcopy(full)
-    assert crop_dead_taps(cropped, x[:1].detach()) == 1
+    live = crop_dead_taps(cropped, x[:1].detach())
+    assert list(live) == [cropped.weight]
     out = cropped(x)
     assert out.shape == expected.shape
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
-    grads = torch.autograd.grad(out.square().sum(), [x, cropped.weight, cropped.bias])
-    for got, want in zip(grads, expected_grads):
+    rows, cols = (axis_geometry(full, axis, n)[0] for axis, n in enumerate(size))
+    dead = torch.ones_like(grad_w, dtype=torch.bool)
+    dead[:, :, rows, cols] = False
+    assert dead.any() and grad_w[dead].abs().max() == 0  # what the crop leaves out never gets a gradient
+    grads = torch.autograd.grad(out.square().sum(), [x, live[cropped.weight], cropped.bias])
+    for got, want in zip(grads, [grad_x, grad_w[:, :, rows, cols], grad_b]):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_cropped_resnet_computes_the_same_outputs_and_gradients():
+def test_state_dict_carries_the_trained_live_taps_and_loading_sets_them():
+    layer = torch.nn.Conv2d(4, 5, 3, padding=1)
+    initial = layer.weight.detach().clone()
+    taps = crop_dead_taps(layer, torch.rand(1, 4, 1, 1))[layer.weight]
+    with torch.no_grad():
+        taps.add_(1.0)  # an optimizer step on the live (centre) taps
+    saved = layer.state_dict()["weight"]
+    torch.testing.assert_close(saved[:, :, 1, 1], initial[:, :, 1, 1] + 1.0)
+    saved[:, :, 1, 1] = 0  # the dead taps keep their initial values
+    initial[:, :, 1, 1] = 0
+    assert torch.equal(saved, initial)
+    other = torch.nn.Conv2d(4, 5, 3, padding=1)
+    layer.load_state_dict(other.state_dict())  # resuming from a checkpoint
+    assert torch.equal(taps.detach(), other.weight.detach()[:, :, 1:2, 1:2])
+    x = torch.rand(2, 4, 1, 1)
+    torch.testing.assert_close(layer(x), other(x))
+
+
+def test_cropped_resnet_trains_exactly_like_the_full_one():
     # float64, so that the comparison sees the maths and not float32 rounding, which the
     # BatchNorms over 1x1 maps amplify to ~0.3 % in the first layer's gradient
     torch.manual_seed(0)
     full = build_model("resnet").double()
     cropped = copy.deepcopy(full)
-    stats = {k: v.clone() for k, v in cropped.state_dict().items()}
-    assert crop_dead_taps(cropped, torch.rand(1, 3, 8, 8, dtype=torch.float64)) == 9  # layer3: 4 of 5 convs, layer4: 4 of 5, decoder: 1
-    assert all(torch.equal(stats[k], v) for k, v in cropped.state_dict().items())  # BatchNorm stats untouched
+    initial = {k: v.clone() for k, v in full.state_dict().items()}
+    options = dict(lr=1e-3, channels_last=False, fused_adam=False)
+    full_adam = prepare_model(full, TrainParams(**options, crop_dead_taps=False), torch.rand(1, 3, 8, 8))
+    cropped_adam = prepare_model(cropped, TrainParams(**options, crop_dead_taps=True), torch.rand(1, 3, 8, 8, dtype=torch.float64))
+    assert torch.equal(cropped.state_dict()["encoder.7.0.conv2.weight"], initial["encoder.7.0.conv2.weight"])  # BN stats untouched too
+    trained = sum(p.numel() for p in cropped_adam.param_groups[0]["params"])
+    assert trained < 0.35 * sum(p.numel() for p in cropped.parameters())  # 9 layers train their live taps only
     x, y = torch.rand(16, 3, 8, 8, dtype=torch.float64), torch.rand(16, 3, 32, 32, dtype=torch.float64)
-    for model in (full, cropped):
-        torch.nn.functional.mse_loss(model(x), y).backward()
-    torch.testing.assert_close(cropped(x), full(x), rtol=1e-12, atol=1e-12)
-    for (name, a), b in zip(full.named_parameters(), cropped.parameters()):
-        torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-12, msg=name)
-    layer4_conv = full.encoder[7][0].conv2.weight.grad
-    assert layer4_conv[:, :, 0].abs().max() == 0 and layer4_conv[:, :, 1, 1].abs().max() > 0  # dead taps get no gradient
+    for _ in range(2):
+        for model, adam in ((full, full_adam), (cropped, cropped_adam)):
+            adam.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            adam.step()
+    torch.testing.assert_close(cropped(x), full(x), rtol=1e-9, atol=1e-12)
+    got, want = cropped.state_dict(), full.state_dict()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-9, atol=1e-12, msg=name)
+    layer4 = want["encoder.7.0.conv2.weight"]
+    assert torch.equal(layer4[:, :, 0], initial["encoder.7.0.conv2.weight"][:, :, 0])  # dead taps never move
+    assert not torch.equal(layer4[:, :, 1, 1], initial["encoder.7.0.conv2.weight"][:, :, 1, 1])
 
 
 @pytest.mark.parametrize("arch", ["fc", "conv", "sr"])
 def test_models_without_dead_taps_are_left_alone(arch):
-    assert crop_dead_taps(build_model(arch), torch.rand(1, 3, 8, 8)) == 0
+    assert crop_dead_taps(build_model(arch), torch.rand(1, 3, 8, 8)) == {}
 
 
-def test_prepare_model_keeps_cropped_weights_contiguous_and_the_rest_channels_last():
-    # a channels_last weight would make autograd copy each cropped gradient into its layout
+def test_prepare_model_trains_contiguous_live_taps_in_place_of_nine_full_weights():
     model = build_model("resnet")
-    prepare_model(model, TrainParams(channels_last=True, crop_dead_taps=True), torch.rand(1, 3, 8, 8))
-    cropped = {name for name, m in model.named_modules() if "forward" in vars(m)}
-    assert len(cropped) == 9
-    for name, m in model.named_modules():
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            layout = torch.contiguous_format if name in cropped else torch.channels_last
-            assert m.weight.is_contiguous(memory_format=layout), name
+    adam = prepare_model(model, TrainParams(channels_last=True, crop_dead_taps=True), torch.rand(1, 3, 8, 8))
+    trained, registered = adam.param_groups[0]["params"], list(model.parameters())
+    replaced = [p for p in registered if not any(p is q for q in trained)]
+    live = [p for p in trained if not any(p is q for q in registered)]
+    assert len(replaced) == len(live) == 9 and len(trained) == len(registered)
+    assert {id(m.weight) for m in model.modules() if "forward" in vars(m)} == {id(p) for p in replaced}
+    assert all(p.is_contiguous() for p in live)  # as a matrix product's gradient is: no per-step layout copy

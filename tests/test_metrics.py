@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from src.inference import downscale_matrix, project_consistent, self_ensemble
-from src.metrics import interpolate, per_class_psnr, psnr, quality
+from src.metrics import interpolate, mse, per_class_psnr, psnr, quality
 from src.models import SRResNet
 from src.pairs import to_float
 
@@ -29,6 +29,7 @@ def test_quality_of_a_perfect_and_a_constant_prediction():
     assert grey["psnr"] == pytest.approx(10 * math.log10(1 / expected), rel=1e-6)
     assert grey["psnr_per_image"] >= grey["psnr"] - 1e-9  # Jensen
     assert grey["ssim"] < 0.5
+    assert mse(torch.full((4, 3, 32, 32), 0.5), high) == grey["mse"] and mse(to_float(high), high) == 0
 
 
 def test_baselines_are_clamped_interpolations():

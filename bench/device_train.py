@@ -1,0 +1,97 @@
+"""A short training of every architecture on one device, in images per second. Not a test.
+
+    python bench/device_train.py [--device cuda] [--images 20000] [--epochs 3] [--precision fp32 bf16]
+
+It trains through the train stage's own functions (setup_run, prepare_model, train_one_epoch,
+evaluate_mse) with each architecture's params.yaml settings, except the device, the epochs
+and the precision: on CUDA, bf16 is automatic mixed precision (bfloat16 autocast for the
+forward pass, fp32 weights and loss). The pairs stay on the device, as in train@ARCH. It reads
+the prepared pairs if `dvc repro` made them, else it builds pairs with the prepare stage's own
+code from random smooth images (printed as "synthetic": only the speeds mean anything then).
+Epoch 1 includes warm-up (CUDA context, kernel selection); the best later epoch is reported too.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from src.cli import PREPARED  # noqa: E402
+from src.config import ARCHITECTURES, load_params  # noqa: E402
+from src.models import build_model  # noqa: E402
+from src.pairs import Pairs, load_pairs, make_pairs, to_float  # noqa: E402
+from src.training import evaluate_mse, make_scheduler, prepare_model, setup_run, train_one_epoch  # noqa: E402
+
+
+def synthetic_pairs(n: int, seed: int) -> Pairs:
+    """Pairs from random smooth 32x32 images (bicubic upsamples of 8x8 noise, plus some grain)."""
+    g = torch.Generator().manual_seed(seed)
+    base = F.interpolate(torch.rand(n, 3, 8, 8, generator=g), size=32, mode="bicubic", align_corners=False)
+    images = (base + 0.05 * torch.randn(n, 3, 32, 32, generator=g)).clamp(0, 1).mul(255).round().to(torch.uint8)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    return make_pairs(images.permute(0, 2, 3, 1).numpy(), labels.numpy().astype(np.int64))
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device, fn) -> tuple[float, object]:
+    synchronize(device)
+    start = time.perf_counter()
+    result = fn()
+    synchronize(device)
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="train.device value: auto, cpu, cuda, cuda:N, mps")
+    parser.add_argument("--images", type=int, default=20_000, help="training images per epoch")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
+    args = parser.parse_args()
+    params = load_params()
+    if (PREPARED / "train.pt").exists() and (PREPARED / "test.pt").exists():
+        source, train, test = "prepared", load_pairs(PREPARED / "train.pt").head(args.images), load_pairs(PREPARED / "test.pt")
+    else:
+        source, train, test = "synthetic", synthetic_pairs(args.images, 0), synthetic_pairs(2_000, 1)
+
+    rows = []
+    for arch in args.archs:
+        cfg = params.models[arch]
+        for precision in args.precision:
+            run = dataclasses.replace(cfg.train, device=args.device, precision=precision, epochs=args.epochs)
+            device = setup_run(run)
+            data, held_out = train.to(device), test.to(device)
+            model = build_model(arch, **cfg.options).to(device)
+            optimizer = prepare_model(model, run, to_float(data.low[:1]))
+            steps = run.epochs * -(-len(data) // run.batch_size)
+            scheduler = make_scheduler(optimizer, run.schedule, run.lr, steps)
+            generator = torch.Generator().manual_seed(run.seed)
+            epochs = [timed(device, lambda: train_one_epoch(
+                model, optimizer, scheduler, data, run.batch_size, generator, f"{arch} {precision}",
+                bf16=precision == "bf16", augment=run.augment))[0] for _ in range(run.epochs)]
+            eval_s, mse = timed(device, lambda: evaluate_mse(model, held_out, 1000))  # fp32, as the evaluate stage
+            later = min(epochs[1:]) if len(epochs) > 1 else epochs[0]
+            rows.append((arch, precision, len(data) / epochs[0], len(data) / later, len(held_out) / eval_s, mse))
+            print(f"{arch} {precision}: epochs {', '.join(f'{t:.2f}' for t in epochs)} s", flush=True)
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    print(f"\n{name}, torch {torch.__version__}, {source} pairs: {len(train)} training images, {len(test)} test images")
+    print(f"{'arch':<7} {'precision':<9} {'train img/s, epoch 1':>21} {'best later epoch':>17} {'eval img/s':>11} {'test MSE':>9}")
+    for arch, precision, first, best, evaluation, mse in rows:
+        print(f"{arch:<7} {precision:<9} {first:>21.0f} {best:>17.0f} {evaluation:>11.0f} {mse:>9.5f}")
+
+
+if __name__ == "__main__":
+    main()
