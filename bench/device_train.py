@@ -1,11 +1,13 @@
 """A short training of every architecture on one device, in images per second. Not a test.
 
-    python bench/device_train.py [--device cuda] [--images 20000] [--epochs 3] [--precision fp32 bf16]
+    python bench/device_train.py [--device cuda] [--images 20000] [--epochs 3]
+                                 [--variants "" precision=bf16 "channels_last=false,crop_dead_taps=false"]
 
 It trains through the train stage's own functions (setup_run, prepare_model, train_one_epoch,
-evaluate_mse) with each architecture's params.yaml settings, except the device, the epochs
-and the precision: on CUDA, bf16 is automatic mixed precision (bfloat16 autocast for the
-forward pass, fp32 weights and loss). The pairs stay on the device, as in train@ARCH. It reads
+evaluate_mse) with each architecture's params.yaml settings, except the device and the epochs,
+once per variant: train params set on top of those ("" = as params.yaml). On CUDA,
+precision=bf16 is automatic mixed precision (bfloat16 autocast for the forward pass, fp32
+weights and loss). The pairs stay on the device, as in train@ARCH. It reads
 the prepared pairs if `dvc repro` made them, else it builds pairs with the prepare stage's own
 code from random smooth images (printed as "synthetic": only the speeds mean anything then).
 Epoch 1 includes warm-up (CUDA context, kernel selection); the best later epoch is reported too.
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.cli import PREPARED  # noqa: E402
@@ -57,7 +60,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="train.device value: auto, cpu, cuda, cuda:N, mps")
     parser.add_argument("--images", type=int, default=20_000, help="training images per epoch")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--variants", nargs="+", default=["", "precision=bf16"],
+                        help='train params to set, as "key=value,key=value" ("" = as params.yaml)')
     parser.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
     args = parser.parse_args()
     params = load_params()
@@ -69,8 +73,9 @@ def main() -> None:
     rows = []
     for arch in args.archs:
         cfg = params.models[arch]
-        for precision in args.precision:
-            run = dataclasses.replace(cfg.train, device=args.device, precision=precision, epochs=args.epochs)
+        for variant in args.variants:
+            changes = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in variant.split(",") if item)}
+            run = dataclasses.replace(cfg.train, **{"device": args.device, "epochs": args.epochs, **changes})
             device = setup_run(run)
             data, held_out = train.to(device), test.to(device)
             model = build_model(arch, **cfg.options).to(device)
@@ -79,18 +84,19 @@ def main() -> None:
             scheduler = make_scheduler(optimizer, run.schedule, run.lr, steps)
             generator = torch.Generator().manual_seed(run.seed)
             epochs = [timed(device, lambda: train_one_epoch(
-                model, optimizer, scheduler, data, run.batch_size, generator, f"{arch} {precision}",
-                bf16=precision == "bf16", augment=run.augment))[0] for _ in range(run.epochs)]
+                model, optimizer, scheduler, data, run.batch_size, generator, f"{arch} {variant}",
+                bf16=run.precision == "bf16", augment=run.augment))[0] for _ in range(run.epochs)]
             eval_s, mse = timed(device, lambda: evaluate_mse(model, held_out, 1000))  # fp32, as the evaluate stage
             later = min(epochs[1:]) if len(epochs) > 1 else epochs[0]
-            rows.append((arch, precision, len(data) / epochs[0], len(data) / later, len(held_out) / eval_s, mse))
-            print(f"{arch} {precision}: epochs {', '.join(f'{t:.2f}' for t in epochs)} s", flush=True)
+            rows.append((arch, variant or "params.yaml", len(data) / epochs[0], len(data) / later, len(held_out) / eval_s, mse))
+            print(f"{arch} {variant or 'params.yaml'}: epochs {', '.join(f'{t:.2f}' for t in epochs)} s", flush=True)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     print(f"\n{name}, torch {torch.__version__}, {source} pairs: {len(train)} training images, {len(test)} test images")
-    print(f"{'arch':<7} {'precision':<9} {'train img/s, epoch 1':>21} {'best later epoch':>17} {'eval img/s':>11} {'test MSE':>9}")
-    for arch, precision, first, best, evaluation, mse in rows:
-        print(f"{arch:<7} {precision:<9} {first:>21.0f} {best:>17.0f} {evaluation:>11.0f} {mse:>9.5f}")
+    width = max(len(row[1]) for row in rows)
+    print(f"{'arch':<7} {'variant':<{width}} {'train img/s, epoch 1':>21} {'best later epoch':>17} {'eval img/s':>11} {'test MSE':>9}")
+    for arch, variant, first, best, evaluation, mse in rows:
+        print(f"{arch:<7} {variant:<{width}} {first:>21.0f} {best:>17.0f} {evaluation:>11.0f} {mse:>9.5f}")
 
 
 if __name__ == "__main__":
