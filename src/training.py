@@ -58,12 +58,24 @@ def default_threads(cores: int, workers: int) -> int:
     return max(1, cores // max(1, workers))
 
 
+def check_speed_options(device: torch.device, train: TrainParams) -> None:
+    """Refuse speed options known to break training on `device`.
+
+    On CUDA (an H200, torch 2.11) bf16 autocast with channels_last failed to train sr, at every
+    schedule length tried, where either option alone trained (README, GPU).
+    """
+    if device.type == "cuda" and train.precision == "bf16" and train.channels_last:
+        raise ParamsError("params.yaml: precision bf16 with channels_last failed to train on CUDA (README, GPU); "
+                          "on CUDA set train.channels_last=false or the model's train.precision=fp32")
+
+
 def setup_run(train: TrainParams) -> torch.device:
     """Seed every RNG, fix the thread count, request deterministic kernels; return the device.
 
     `train.threads: 0` means cores / running queue workers: all cores for a plain `dvc repro`.
     """
     device = resolve_device(train.device)
+    check_speed_options(device, train)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(train.threads or default_threads(cores, queue_workers()))
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import src.training as training
-from src.config import TrainParams
+from src.config import ParamsError, TrainParams
 from src.models import build_model
 from src.pairs import make_pairs
-from src.training import fingerprint, fit, setup_run
+from src.training import check_speed_options, fingerprint, fit, setup_run
 
 PARAMS = TrainParams(epochs=3, batch_size=16, lr=1e-3, seed=0, device="cpu", threads=1)
 
@@ -180,3 +180,11 @@ def test_queue_workers_sees_a_real_process():
     finally:
         worker.kill()
         worker.wait()
+
+
+def test_cuda_refuses_bf16_with_channels_last_and_cpu_allows_it():
+    with pytest.raises(ParamsError, match="bf16 with channels_last failed to train on CUDA"):
+        check_speed_options(torch.device("cuda"), dataclasses.replace(PARAMS, precision="bf16", channels_last=True))
+    check_speed_options(torch.device("cpu"), dataclasses.replace(PARAMS, precision="bf16", channels_last=True))
+    check_speed_options(torch.device("cuda"), dataclasses.replace(PARAMS, precision="fp32", channels_last=True))
+    check_speed_options(torch.device("cuda"), dataclasses.replace(PARAMS, precision="bf16", channels_last=False))
