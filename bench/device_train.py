@@ -1,13 +1,14 @@
 """A short training of every architecture on one device, in images per second. Not a test.
 
     python bench/device_train.py [--device cuda] [--images 20000] [--epochs 3]
-                                 [--variants "" precision=bf16 "channels_last=false,crop_dead_taps=false"]
+                                 [--variants "" precision=fp32 "channels_last=false,crop_dead_taps=false"]
 
 It trains through the train stage's own functions (setup_run, prepare_model, train_one_epoch,
 evaluate_mse) with each architecture's params.yaml settings, except the device and the epochs,
 once per variant: train params set on top of those ("" = as params.yaml). On CUDA,
 precision=bf16 is automatic mixed precision (bfloat16 autocast for the forward pass, fp32
-weights and loss). The pairs stay on the device, as in train@ARCH. It reads
+weights and loss). A variant the train stage refuses on this device (bf16 with channels_last
+on CUDA) is reported as refused and skipped. The pairs stay on the device, as in train@ARCH. It reads
 the prepared pairs if `dvc repro` made them, else it builds pairs with the prepare stage's own
 code from random smooth images (printed as "synthetic": only the speeds mean anything then).
 Epoch 1 includes warm-up (CUDA context, kernel selection); the best later epoch is reported too.
@@ -27,10 +28,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.cli import PREPARED  # noqa: E402
-from src.config import ARCHITECTURES, load_params  # noqa: E402
+from src.config import ARCHITECTURES, ParamsError, load_params  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.pairs import Pairs, load_pairs, make_pairs, to_float  # noqa: E402
-from src.training import evaluate_mse, make_scheduler, prepare_model, setup_run, train_one_epoch  # noqa: E402
+from src.training import (evaluate_mse, make_scheduler, prepare_model, resolve_device, setup_run,  # noqa: E402
+                          train_one_epoch)
 
 
 def synthetic_pairs(n: int, seed: int) -> Pairs:
@@ -60,11 +62,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="train.device value: auto, cpu, cuda, cuda:N, mps")
     parser.add_argument("--images", type=int, default=20_000, help="training images per epoch")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--variants", nargs="+", default=["", "precision=bf16"],
+    parser.add_argument("--variants", nargs="+", default=["", "precision=fp32", "precision=bf16,channels_last=false"],
                         help='train params to set, as "key=value,key=value" ("" = as params.yaml)')
     parser.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
     args = parser.parse_args()
     params = load_params()
+    resolve_device(args.device)  # a missing device stops here, before any work
     if (PREPARED / "train.pt").exists() and (PREPARED / "test.pt").exists():
         source, train, test = "prepared", load_pairs(PREPARED / "train.pt").head(args.images), load_pairs(PREPARED / "test.pt")
     else:
@@ -76,7 +79,12 @@ def main() -> None:
         for variant in args.variants:
             changes = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in variant.split(",") if item)}
             run = dataclasses.replace(cfg.train, **{"device": args.device, "epochs": args.epochs, **changes})
-            device = setup_run(run)
+            label = variant or "params.yaml"
+            try:
+                device = setup_run(run)
+            except ParamsError as err:
+                print(f"{arch} {label}: refused: {err}", flush=True)
+                continue
             data, held_out = train.to(device), test.to(device)
             model = build_model(arch, **cfg.options).to(device)
             optimizer = prepare_model(model, run, to_float(data.low[:1]))
@@ -88,12 +96,13 @@ def main() -> None:
                 bf16=run.precision == "bf16", augment=run.augment))[0] for _ in range(run.epochs)]
             eval_s, mse = timed(device, lambda: evaluate_mse(model, held_out, 1000))  # fp32, as the evaluate stage
             later = min(epochs[1:]) if len(epochs) > 1 else epochs[0]
-            rows.append((arch, variant or "params.yaml", len(data) / epochs[0], len(data) / later, len(held_out) / eval_s, mse))
-            print(f"{arch} {variant or 'params.yaml'}: epochs {', '.join(f'{t:.2f}' for t in epochs)} s", flush=True)
+            rows.append((arch, label, len(data) / epochs[0], len(data) / later, len(held_out) / eval_s, mse))
+            print(f"{arch} {label}: epochs {', '.join(f'{t:.2f}' for t in epochs)} s", flush=True)
 
+    device = resolve_device(args.device)  # what "auto" picked
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     print(f"\n{name}, torch {torch.__version__}, {source} pairs: {len(train)} training images, {len(test)} test images")
-    width = max(len(row[1]) for row in rows)
+    width = max([len(row[1]) for row in rows] + [len("variant")])
     print(f"{'arch':<7} {'variant':<{width}} {'train img/s, epoch 1':>21} {'best later epoch':>17} {'eval img/s':>11} {'test MSE':>9}")
     for arch, variant, first, best, evaluation, mse in rows:
         print(f"{arch:<7} {variant:<{width}} {first:>21.0f} {best:>17.0f} {evaluation:>11.0f} {mse:>9.5f}")
