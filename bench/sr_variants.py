@@ -51,9 +51,15 @@ class ScaledBlock(ResidualBlock):
         return x + 0.1 * self.body(x)
 
 
-def with_blocks(model: SRResNet, block: Callable[[int], nn.Module], width: int, depth: int) -> SRResNet:
-    model.body = nn.Sequential(*[block(width) for _ in range(depth)], nn.Conv2d(width, width, 3, padding=1))
+def with_body(model: SRResNet, blocks: list[nn.Module]) -> SRResNet:
+    """Replace the model's body with `blocks`, followed by the body's closing conv."""
+    width = model.head.out_channels
+    model.body = nn.Sequential(*blocks, nn.Conv2d(width, width, 3, padding=1))
     return model
+
+
+def with_blocks(model: SRResNet, block: Callable[[int], nn.Module], width: int, depth: int) -> SRResNet:
+    return with_body(model, [block(width) for _ in range(depth)])
 
 
 def attention_block(width: int) -> nn.Module:
@@ -147,9 +153,7 @@ class TransformerBlock(nn.Module):
 def mixed_body(width: int, pattern: str) -> SRResNet:
     """SRResNet whose body is `pattern`: "c" a residual conv block, "a" a transformer block."""
     model = SRResNet(width, 0)
-    blocks = [ResidualBlock(width) if kind == "c" else TransformerBlock(width) for kind in pattern]
-    model.body = nn.Sequential(*blocks, nn.Conv2d(width, width, 3, padding=1))
-    return model
+    return with_body(model, [ResidualBlock(width) if kind == "c" else TransformerBlock(width) for kind in pattern])
 
 
 # name -> (model builder from (width, depth), overrides of models.sr.train)
