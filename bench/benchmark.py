@@ -41,7 +41,8 @@ from torchvision import transforms
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.archive import read_archive  # noqa: E402
 from src.cli import PREPARED, RAW_ARCHIVE  # noqa: E402
-from src.config import ARCHITECTURES, TrainParams, load_params  # noqa: E402
+from src.config import ARCHITECTURES, Params, TrainParams, load_params  # noqa: E402
+from src.devices import resolve_speed_options  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.pairs import load_pairs, make_pairs, save_pairs, to_float  # noqa: E402
 from src.trained import load_trained  # noqa: E402
@@ -84,6 +85,14 @@ def our_data_epoch(pairs) -> float:
         for idx in order.split(128):
             to_float(pairs.low[idx]), to_float(pairs.high[idx])
     return timed(run) * EPOCH / len(pairs)
+
+
+def cpu_params() -> Params:
+    """params.yaml with each model's `auto` speed options resolved as train@ARCH resolves them on the CPU."""
+    params = load_params()
+    models = {arch: dataclasses.replace(cfg, train=resolve_speed_options(cfg.train, arch, "cpu"))
+              for arch, cfg in params.models.items()}
+    return dataclasses.replace(params, models=models)
 
 
 def make_model(arch: str, options: dict, train: TrainParams):
@@ -254,7 +263,7 @@ def child_peak_rss_gib(arch: str, n_images: int) -> float:
 
 
 def rss_child(arch: str, n_images: int) -> None:
-    params = load_params()
+    params = cpu_params()
     train = params.models[arch].train
     pairs = load_pairs(PREPARED / "train.pt")
     load_pairs(PREPARED / "test.pt")
@@ -280,7 +289,7 @@ def peak_rss_kib() -> int:
 def steps_child(arch: str, n_steps: int, threads: int) -> None:
     """Time `n_steps` adopted training steps of `arch` on `threads` threads; print the seconds."""
     torch.set_num_threads(threads)
-    cfg = load_params().models[arch]
+    cfg = cpu_params().models[arch]
     step = step_fn(arch, cfg.options, cfg.train)
     print(timed(lambda: [step() for _ in range(n_steps)]))
 
@@ -309,7 +318,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    params = load_params()
+    params = cpu_params()
     pairs = load_pairs(PREPARED / "train.pt")
     test = load_pairs(PREPARED / "test.pt")
     subset = pairs.head(int(len(pairs) * args.fraction))

@@ -31,7 +31,8 @@ from src.cli import PREPARED  # noqa: E402
 from src.config import ARCHITECTURES, ParamsError, load_params  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.pairs import Pairs, load_pairs, make_pairs, to_float  # noqa: E402
-from src.training import (evaluate_mse, make_scheduler, prepare_model, resolve_device, setup_run,  # noqa: E402
+from src.devices import resolve_device  # noqa: E402
+from src.training import (evaluate_mse, make_scheduler, prepare_model, setup_run,  # noqa: E402
                           train_one_epoch)
 
 
@@ -62,9 +63,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="train.device value: auto, cpu, cuda, cuda:N, mps")
     parser.add_argument("--images", type=int, default=20_000, help="training images per epoch")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--variants", nargs="+", default=["", "precision=fp32", "precision=bf16,channels_last=false"],
+    parser.add_argument("--variants", nargs="+", default=["", "precision=bf16,channels_last=false"],
                         help='train params to set, as "key=value,key=value" ("" = as params.yaml)')
-    parser.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
+    parser.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES))
     args = parser.parse_args()
     params = load_params()
     resolve_device(args.device)  # a missing device stops here, before any work
@@ -81,7 +82,7 @@ def main() -> None:
             run = dataclasses.replace(cfg.train, **{"device": args.device, "epochs": args.epochs, **changes})
             label = variant or "params.yaml"
             try:
-                device = setup_run(run)
+                device, run = setup_run(run, arch)
             except ParamsError as err:
                 print(f"{arch} {label}: refused: {err}", flush=True)
                 continue

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import src.training as training  # noqa: E402
 from src.cli import PREPARED  # noqa: E402
 from src.config import load_params  # noqa: E402
-from src.inference import self_ensemble  # noqa: E402
+from src.inference import predict, self_ensemble  # noqa: E402
 from src.metrics import interpolate, psnr  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.pairs import load_pairs, to_float  # noqa: E402
@@ -67,7 +67,7 @@ def main() -> None:
     bicubic = psnr(torch.nn.functional.mse_loss(interpolate(test.low, "bicubic"), target).item())
 
     # The same construction, order of RNG draws and optimiser as train@sr's `fit`.
-    training.setup_run(params)
+    _, params = training.setup_run(params, "sr")
     model = build_model("sr", **config.options)
     optimizer = training.prepare_model(model, params, to_float(train.low[:1]))
     steps = params.epochs * -(-len(train) // params.batch_size)
@@ -91,7 +91,7 @@ def main() -> None:
         model.load_state_dict(state[0]), optimizer.load_state_dict(state[1])
         scheduler.load_state_dict(state[2]), generator.set_state(state[3])
         epochs(args.switch_after + 1, params.epochs, ending)
-        mses = [torch.nn.functional.mse_loss(training.predict(model, test.low, 500, run), target).item()
+        mses = [torch.nn.functional.mse_loss(predict(model, test.low, 500, run), target).item()
                 for run in (None, flip_ensemble, self_ensemble)]
         rows.append(f"| {ending} | " + " | ".join(f"{m:.6f} ({psnr(m) - bicubic:+.3f} dB)" for m in mses) + " |")
     print(f"\n| epochs {args.switch_after + 1}-{params.epochs} | plain | 2 flips averaged | 8 flips/rotations averaged |")

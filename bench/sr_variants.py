@@ -191,7 +191,7 @@ def main() -> None:
     for name in args.variants:
         build, overrides = VARIANTS[name]
         params = dataclasses.replace(config.train, epochs=args.epochs, **overrides)
-        setup_run(params)
+        _, params = setup_run(params, "sr")
         model = build(config.options["width"], config.options["depth"])
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:

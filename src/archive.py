@@ -7,6 +7,7 @@ files, through `extractfile`, and unpickles them with an allowlist of numpy glob
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import os
@@ -92,8 +93,10 @@ try:  # numpy >= 2 moved it to numpy._core; both names appear in pickles in the 
 except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.multiarray import _reconstruct
 
-# The only globals a pickled CIFAR-10 batch needs (numpy 1 and numpy 2 module names).
+# The only globals a pickled CIFAR-10 batch needs (numpy 1 and numpy 2 module names), and the one
+# Python 3 uses to pickle bytes under protocol 2; torch's weights_only unpickler allows it too.
 ALLOWED_GLOBALS = {
+    ("_codecs", "encode"): codecs.encode,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy", "ndarray"): np.ndarray,

@@ -6,6 +6,7 @@ partial file, even if the process is killed mid-write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -13,11 +14,34 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+class OutputError(OSError):
+    """An output could not be written (a full disk, no permission): names the file and the cause."""
+
+
+# Errors that mean the file system cannot store the output (a source that fails to read is not one).
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+def _storage_cause(err: BaseException) -> OSError | None:
+    """The storage OSError behind `err`: itself, or one it was raised from or while handling.
+
+    torch.save, for one, reports a full disk as a RuntimeError raised while handling the OSError.
+    """
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in STORAGE_ERRNOS:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and `os.replace` it over `path`.
 
-    On error the temporary file is removed and `path` is left untouched.
+    On error the temporary file is removed and `path` is left untouched; an error caused by the
+    storage (a full disk, a quota, a read-only file system) is raised as an `OutputError` that
+    names `path` and the cause.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -32,8 +56,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        cause = _storage_cause(err)
+        if cause is not None and not isinstance(err, OutputError):
+            raise OutputError(cause.errno, f"could not write {target}: {cause.strerror or cause}") from err
         raise
     dir_fd = os.open(target.parent, os.O_RDONLY)
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from src.archive import ArchiveError
+from src.atomic import OutputError
 from src.config import ParamsError
 
 RAW_ARCHIVE = Path("data/raw/cifar-10-python.tar.gz")
@@ -16,14 +17,14 @@ PREPARED = Path("data/prepared")
 def run_stage(main: Callable[[], str]) -> None:
     """Run a stage's `main`, print its one-line summary with the elapsed time, exit 2 on bad input.
 
-    Invalid params and invalid archives are the user's to fix, so they get one message
-    naming the problem instead of a traceback.
+    Invalid params, invalid archives and files that cannot be read or written (a full disk) are
+    the user's to fix, so they get one message naming the problem instead of a traceback.
     """
     start = time.perf_counter()
     try:
         summary = main()
-    except (ParamsError, ArchiveError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ParamsError, ArchiveError, OSError) as err:
+        print(f"error: {err.strerror if isinstance(err, OutputError) else err}", file=sys.stderr)
         sys.exit(2)
     minutes, seconds = divmod(int(time.perf_counter() - start), 60)
     print(f"{summary}, {minutes}m{seconds:02d}s", flush=True)

@@ -13,10 +13,18 @@ from typing import Any, Mapping
 
 import yaml
 
-ARCHITECTURES = ("fc", "conv", "resnet", "sr")
 BASELINES = ("nearest", "bilinear", "bicubic")
 SCHEDULES = ("constant", "onecycle", "cosine")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
+AUTO = "auto"  # a speed option chosen per device type and architecture (src/devices.py)
+# Architectures and the constructor options each accepts, with their lower bound: the single list
+# every other one (models.MODELS, params.yaml, dvc.yaml) is checked against.
+ARCHITECTURES: dict[str, dict[str, int]] = {
+    "fc": {},
+    "conv": {},
+    "resnet": {},
+    "sr": {"width": 1, "depth": 0},
+}
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 
@@ -52,10 +60,11 @@ class TrainParams:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
-    precision: str = "fp32"
-    channels_last: bool = True
-    fused_adam: bool = True
-    crop_dead_taps: bool = True
+    # Speed options: "auto" picks per device type and architecture (src/devices.py); a value is honoured.
+    precision: str = AUTO
+    channels_last: bool | str = AUTO
+    fused_adam: bool | str = AUTO
+    crop_dead_taps: bool | str = AUTO
     augment: bool = False
 
 
@@ -88,15 +97,6 @@ class Params:
     evaluate: EvaluateParams
 
 
-# Constructor options each architecture accepts, with their lower bound.
-MODEL_OPTIONS: dict[str, dict[str, int]] = {
-    "fc": {},
-    "conv": {},
-    "resnet": {},
-    "sr": {"width": 1, "depth": 0},
-}
-
-
 def _fail(key: str, value: Any, allowed: str) -> ParamsError:
     return ParamsError(f"params.yaml: invalid {key}={value!r}; allowed: {allowed}")
 
@@ -118,8 +118,11 @@ def _build(cls: type, raw: Any, prefix: str, base: Any = None) -> Any:
     for name, field in fields.items():
         default = getattr(base, name) if base is not None else field.default
         value = raw.get(name, default)
-        kind = {"int": int, "float": float, "str": str, "bool": bool, "tuple[str, ...]": (list, tuple)}[field.type]
+        kind = {"int": int, "float": float, "str": str, "bool": bool, "bool | str": bool,
+                "tuple[str, ...]": (list, tuple)}[field.type]
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if field.type == "bool | str":  # a switch that may be left to the device: true, false or auto
+            ok = ok or value == AUTO
         names = field.type == "tuple[str, ...]"
         if names:  # a list of names, kept as a tuple so that params stay immutable
             ok = ok and all(isinstance(v, str) for v in value)
@@ -127,7 +130,8 @@ def _build(cls: type, raw: Any, prefix: str, base: Any = None) -> Any:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok:
-            expected = "a list of names, such as [sr]" if names else f"a value of type {field.type}"
+            expected = ("a list of names, such as [sr]" if names else "true, false or auto"
+                        if field.type == "bool | str" else f"a value of type {field.type}")
             raise _fail(f"{prefix}.{name}", value, expected)
         values[name] = value
     return cls(**values)
@@ -162,12 +166,12 @@ def _build_models(raw: Any, shared: TrainParams) -> dict[str, ModelParams]:
         overrides = entry.pop("train", None)
         options = {}
         for name, value in entry.items():
-            if name not in MODEL_OPTIONS[arch]:
-                allowed = ", ".join(["train", *MODEL_OPTIONS[arch]])
+            if name not in ARCHITECTURES[arch]:
+                allowed = ", ".join(["train", *ARCHITECTURES[arch]])
                 raise ParamsError(
                     f"params.yaml: unknown key models.{arch}.{name}; allowed keys in models.{arch}: {allowed}"
                 )
-            low = MODEL_OPTIONS[arch][name]
+            low = ARCHITECTURES[arch][name]
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise _fail(f"models.{arch}.{name}", value, f"an integer >= {low}")
             options[name] = value

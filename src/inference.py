@@ -1,4 +1,5 @@
-"""Optional inference refinements: geometric self-ensemble and low-resolution consistency.
+"""Inference: batched prediction, and two optional refinements, geometric self-ensemble and
+low-resolution consistency.
 
 - Self-ensemble (EDSR+): average the model's outputs over the 8 flips/rotations of the input,
   each mapped back.
@@ -10,13 +11,26 @@
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from src.pairs import HIGH_SIZE, LOW_SIZE
+from src.pairs import HIGH_SIZE, LOW_SIZE, to_float
+
+
+@torch.no_grad()
+def predict(model: nn.Module, low: torch.Tensor, batch_size: int,
+            transform: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Upscale uint8 low-res images in batches; float32 outputs clamped to [0, 1], on the CPU.
+
+    Batches stay on the model's device and come back in one copy, not one per batch.
+    """
+    model.eval()
+    run = transform or (lambda m, x: m(x))
+    return torch.cat([run(model, to_float(chunk)).clamp_(0, 1) for chunk in low.split(batch_size)]).cpu()
 
 
 def self_ensemble(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -19,24 +19,10 @@ from torch import nn
 from tqdm import tqdm
 
 from src.atomic import torch_save
-from src.config import ParamsError, TrainParams
+from src.config import AUTO, TrainParams
 from src.conv_cropping import crop_dead_taps
+from src.devices import check_speed_options, resolve_device, resolve_speed_options
 from src.pairs import Pairs, to_float
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA, then MPS, then CPU; an explicit device must exist on this machine."""
-    mps = getattr(torch.backends, "mps", None)
-    mps_ok = bool(mps and mps.is_available())
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
-    if name.startswith("cuda"):
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            raise ParamsError(f"params.yaml: invalid train.device={name!r}; this machine has no such CUDA device")
-    if name == "mps" and not mps_ok:
-        raise ParamsError("params.yaml: invalid train.device='mps'; MPS is not available on this machine")
-    return torch.device(name)
 
 
 def queue_workers(proc: Path = Path("/proc")) -> int:
@@ -58,23 +44,14 @@ def default_threads(cores: int, workers: int) -> int:
     return max(1, cores // max(1, workers))
 
 
-def check_speed_options(device: torch.device, train: TrainParams) -> None:
-    """Refuse speed options known to break training on `device`.
+def setup_run(train: TrainParams, arch: str) -> tuple[torch.device, TrainParams]:
+    """Seed every RNG, fix the thread count, request deterministic kernels.
 
-    On CUDA (an H200, torch 2.11) bf16 autocast with channels_last failed to train sr, at every
-    schedule length tried, where either option alone trained (README, GPU).
-    """
-    if device.type == "cuda" and train.precision == "bf16" and train.channels_last:
-        raise ParamsError("params.yaml: precision bf16 with channels_last failed to train on CUDA (README, GPU); "
-                          "on CUDA set train.channels_last=false or the model's train.precision=fp32")
-
-
-def setup_run(train: TrainParams) -> torch.device:
-    """Seed every RNG, fix the thread count, request deterministic kernels; return the device.
-
-    `train.threads: 0` means cores / running queue workers: all cores for a plain `dvc repro`.
+    Returns the device and `train` with its `auto` speed options resolved for that device and
+    `arch`. `train.threads: 0` means cores / running queue workers: all cores for a plain `dvc repro`.
     """
     device = resolve_device(train.device)
+    train = resolve_speed_options(train, arch, device.type)
     check_speed_options(device, train)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(train.threads or default_threads(cores, queue_workers()))
@@ -83,7 +60,7 @@ def setup_run(train: TrainParams) -> torch.device:
     random.seed(train.seed)
     np.random.seed(train.seed)
     torch.manual_seed(train.seed)
-    return device
+    return device, train
 
 
 def fingerprint(*parts: Any) -> str:
@@ -101,10 +78,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, lr: float, t
 
 
 def prepare_model(model: nn.Module, params: TrainParams, example: torch.Tensor) -> torch.optim.Optimizer:
-    """Apply the speed options of `params` to `model` (inputs shaped like `example`); return its Adam.
+    """Apply the resolved speed options of `params` to `model` (inputs shaped like `example`); return its Adam.
 
     None of them changes the maths beyond float rounding.
     """
+    if AUTO in (params.channels_last, params.fused_adam, params.crop_dead_taps):
+        raise ValueError("speed options must be resolved first (src.devices.resolve_speed_options)")
     if params.channels_last:  # faster oneDNN convolutions on CPU
         model.to(memory_format=torch.channels_last)
     # ResNet's layers on 1x1 and 2x2 maps compute, and train, only the kernel taps that meet data
@@ -133,7 +112,9 @@ def train_one_epoch(
     model.train()
     device = data.low.device
     order = torch.randperm(len(data), generator=generator).to(device)
-    total = 0.0
+    # Summed on the device and read once per epoch: a read per step would stall a GPU every step.
+    # In float64, as Python floats summed it before: the same numbers on the CPU.
+    total = torch.zeros((), dtype=torch.float64, device=device)
     for idx in tqdm(order.split(batch_size), desc=desc, leave=False, disable=None):
         low, high = to_float(data.low[idx]), to_float(data.high[idx])
         if augment:
@@ -145,8 +126,8 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         scheduler.step()
-        total += loss.item() * len(idx)
-    return total / len(data)
+        total += loss.detach().double() * len(idx)
+    return total.item() / len(data)
 
 
 def dihedral(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,16 +138,6 @@ def dihedral(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, low: torch.Tensor, batch_size: int,
-            transform: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """Upscale uint8 low-res images in batches; float32 outputs clamped to [0, 1], on the CPU."""
-    model.eval()
-    run = transform or (lambda m, x: m(x))
-    outs = [run(model, to_float(chunk)).clamp_(0, 1).cpu() for chunk in low.split(batch_size)]
-    return torch.cat(outs)
-
-
-@torch.no_grad()
 def evaluate_mse(model: nn.Module, data: Pairs, batch_size: int, bf16: bool = False) -> float:
     """Mean squared error per pixel over `data` (outputs clamped to [0, 1]).
 
@@ -174,12 +145,12 @@ def evaluate_mse(model: nn.Module, data: Pairs, batch_size: int, bf16: bool = Fa
     summed in fp32.
     """
     model.eval()
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64, device=data.low.device)  # read once, not per batch
     for low, high in zip(data.low.split(batch_size), data.high.split(batch_size)):
         with torch.autocast(low.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(to_float(low))
-        total += nn.functional.mse_loss(out.float().clamp_(0, 1), to_float(high), reduction="sum").item()
-    return total / data.high.numel()
+        total += nn.functional.mse_loss(out.float().clamp_(0, 1), to_float(high), reduction="sum").double()
+    return total.item() / data.high.numel()
 
 
 def _rng_state() -> dict[str, Any]:
@@ -219,12 +190,13 @@ def fit(
     checkpoint: Path,
     run_fingerprint: str,
     name: str,
+    on_epoch: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train for `params.epochs`, logging train and test MSE per epoch; resume from `checkpoint`.
 
     After each epoch the model, optimizer, scheduler, epoch, log and every RNG state are saved
     atomically, so a killed run continues from its last completed epoch and ends with the same
-    weights as an uninterrupted one.
+    weights as an uninterrupted one. `on_epoch`, if given, then receives the log so far.
     """
     optimizer = prepare_model(model, params, to_float(train.low[:1]))
     steps = params.epochs * -(-len(train) // params.batch_size)
@@ -255,4 +227,6 @@ def fit(
             "fingerprint": run_fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "rng": _rng_state(), "log": log,
         })
+        if on_epoch:
+            on_epoch(log)
     return log

@@ -18,12 +18,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.functional import pil_to_tensor
 
-from src.atomic import atomic_path
+from src.atomic import OutputError, atomic_path
 from src.config import ARCHITECTURES, ParamsError, load_params
 from src.pairs import to_float
 from src.trained import load_trained
 
-EXTENSIONS = {".png", ".jpg", ".jpeg"}
+# Every file extension of an image format Pillow can open (PNG, JPEG, WebP, BMP, TIFF, ...).
+EXTENSIONS = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
 
 
 class UpscaleError(Exception):
@@ -40,13 +41,13 @@ def size_problem(arch: str, width: int, height: int) -> str | None:
 
 
 def collect_inputs(paths: list[Path]) -> list[Path]:
-    """Expand folders to their PNG/JPEG files; every named file must exist."""
+    """Expand folders to their image files (by extension); every named file must exist."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
             if not found:
-                raise UpscaleError(f"{path}: folder has no .png, .jpg or .jpeg files")
+                raise UpscaleError(f"{path}: folder has no image files Pillow can open (.png, .jpg, .webp, ...)")
             files += found
         elif path.is_file():
             files.append(path)
@@ -64,8 +65,11 @@ def read_rgb(path: Path) -> tuple[torch.Tensor, str | None]:
     try:
         with Image.open(path) as image:
             image.load()
+            frames = getattr(image, "n_frames", 1)
     except (UnidentifiedImageError, OSError) as err:
-        raise UpscaleError(f"{path}: not a readable PNG or JPEG image ({err})") from err
+        raise UpscaleError(f"{path}: not an image Pillow can read ({err})") from err
+    if frames > 1:
+        raise UpscaleError(f"{path}: an image of {frames} frames; only still images can be upscaled")
     converted = None if image.mode == "RGB" else image.mode
     return to_float(pil_to_tensor(image.convert("RGB"))), converted
 
@@ -111,8 +115,8 @@ def upscale_files(arch: str, weights: Path, inputs: list[Path], out_dir: Path, p
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m src.upscale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="+", type=Path, help="PNG/JPEG files or folders of them")
-    parser.add_argument("--model", required=True, choices=ARCHITECTURES, help="trained architecture to use")
+    parser.add_argument("inputs", nargs="+", type=Path, help="image files (any still format Pillow opens) or folders of them")
+    parser.add_argument("--model", required=True, choices=list(ARCHITECTURES), help="trained architecture to use")
     parser.add_argument("--weights", type=Path, help="weights file (default: models/MODEL.pt from `dvc repro`)")
     parser.add_argument("--out", required=True, type=Path, help="output folder for the upscaled PNGs")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"),
@@ -122,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         upscale_files(args.model, args.weights or Path(f"models/{args.model}.pt"), args.inputs, args.out, args.params)
     except (UpscaleError, ParamsError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OutputError as err:  # a full disk, no permission: the file and the cause, no traceback
+        print(f"error: {err.strerror}", file=sys.stderr)
         return 1
     return 0
 

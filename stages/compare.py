@@ -11,7 +11,7 @@ from src.figures import curves_figure, image_grid
 from src.metrics import interpolate
 from src.pairs import load_pairs
 from src.trained import load_trained
-from src.training import predict
+from src.inference import predict
 
 
 def main() -> str:

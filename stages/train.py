@@ -1,6 +1,9 @@
 """DVC stage `train@ARCH`: train one architecture, resumably; write weights, run info and the per-epoch log.
 
 Usage: python -m stages.train ARCH
+
+The log and the run info are rewritten after every epoch, so `dvc plots show` follows a running
+training.
 """
 import sys
 from pathlib import Path
@@ -8,13 +11,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-import src.conv_cropping
-import src.models
-import src.training
 from src.archive import file_md5
 from src.atomic import torch_save, write_json, write_text
 from src.cli import PREPARED, run_stage, split_sizes
 from src.config import ParamsError, check_limit, load_params
+from src.environment import environment
+from src.imports import source_digest
 from src.models import build_model, count_parameters
 from src.pairs import load_pairs
 from src.training import fingerprint, fit, setup_run
@@ -29,29 +31,34 @@ def main() -> str:
     sizes = split_sizes()
     n_train = check_limit("data.train_images", params.data.train_images, sizes["train"])
     n_test = check_limit("data.test_images", params.data.test_images, sizes["test"])
-    device = setup_run(config.train)  # validates the device before any data is loaded
+    device, train_params = setup_run(config.train, arch)  # validates the device before any data is loaded
 
     train = load_pairs(PREPARED / "train.pt").head(n_train).to(device)
     test = load_pairs(PREPARED / "test.pt").head(n_test).to(device)
     model = build_model(arch, **config.options).to(device)
     # The checkpoint is reused only by a run with the same params, data, code and torch.
     run_id = fingerprint(
-        arch, config, params.data, torch.__version__, torch.get_num_threads(), str(device),
+        arch, config.options, train_params, params.data, torch.__version__, torch.get_num_threads(), str(device),
         file_md5(PREPARED / "train.pt"), file_md5(PREPARED / "test.pt"),
-        *(Path(module.__file__).read_text() for module in (src.models, src.training, src.conv_cropping)),
+        source_digest("stages.train"),  # every project file this stage runs
     )
-    checkpoint = Path(f"checkpoints/{arch}.pt")
-    log = fit(model, train, test, config.train, checkpoint, run_id, f"train@{arch}")
+    info = {
+        "arch": arch, "parameters": count_parameters(model), "train_images": n_train,
+        "device": str(device), "threads": torch.get_num_threads(),
+        # the speed options this run used, after `auto` was resolved for the device
+        "precision": train_params.precision, "channels_last": train_params.channels_last,
+        "fused_adam": train_params.fused_adam, "crop_dead_taps": train_params.crop_dead_taps,
+        "environment": environment(),
+    }
 
+    def write_progress(log: list[dict[str, float]]) -> None:
+        write_text(f"plots/curves/{arch}.csv", pd.DataFrame(log).to_csv(index=False))
+        write_json(f"models/{arch}.json", {**info, "epochs": len(log)})
+
+    checkpoint = Path(f"checkpoints/{arch}.pt")
+    log = fit(model, train, test, train_params, checkpoint, run_id, f"train@{arch}", write_progress)
+    write_progress(log)  # also when a resumed run had no epoch left to train
     torch_save(f"models/{arch}.pt", model.state_dict())
-    write_text(f"plots/curves/{arch}.csv", pd.DataFrame(log).to_csv(index=False))
-    write_json(f"models/{arch}.json", {
-        "arch": arch, "parameters": count_parameters(model), "epochs": len(log), "train_images": n_train,
-        "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        # the speed options this run used
-        "precision": config.train.precision, "channels_last": config.train.channels_last,
-        "fused_adam": config.train.fused_adam, "crop_dead_taps": config.train.crop_dead_taps,
-    })
     checkpoint.unlink(missing_ok=True)  # only an interrupted run leaves one to resume from
     return f"train@{arch}: {len(log)} epochs, test MSE {log[-1]['test_mse']:.5f}"
 

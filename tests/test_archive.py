@@ -1,3 +1,4 @@
+import codecs
 import hashlib
 import io
 import os
@@ -184,7 +185,22 @@ def test_allowed_globals_are_exactly_what_a_batch_needs():
     assert set(ALLOWED_GLOBALS) == {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 pickles bytes under protocol 2
     }
+
+
+def test_protocol_2_batch_pickled_by_python3_loads():
+    data, labels = smooth_images(2, 0), [4, 5]
+    blob = pickle.dumps({b"batch_label": b"p2", b"data": data, b"labels": labels}, protocol=2)
+    assert b"_codecs" in blob  # bytes keys and the array's raw bytes go through _codecs.encode
+    images, got = load_batch(blob, "protocol2_batch")
+    assert got.tolist() == labels and np.array_equal(images, data.reshape(2, 3, 32, 32).transpose(0, 2, 3, 1))
+
+
+def test_other_codecs_functions_stay_refused():
+    blob = pickle.dumps(codecs.decode, protocol=2)
+    with pytest.raises(ArchiveError, match="global _codecs.decode is not allowed"):
+        load_batch(blob, "evil_batch")
 
 
 def test_numpy1_module_name_loads():

@@ -56,3 +56,33 @@ def test_torch_files_are_byte_identical_and_readable_by_others(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "a.pt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_full_disk_in_a_stage_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import torch
+
+    from src.atomic import torch_save
+    from src.cli import run_stage
+
+    def save_on_a_full_disk(obj, f):
+        f.write(b"partial")
+        try:  # what torch.save does: its zip writer's RuntimeError hides the OSError it handled
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 9600960 vs 9600912")
+
+    monkeypatch.setattr(torch, "save", save_on_a_full_disk)
+    target = tmp_path / "data/prepared/train.pt"
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(lambda: torch_save(target, {"x": 1}) or "done")
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: could not write {target}: No space left on device\n"
+    assert list(target.parent.iterdir()) == []  # no partial file, no temporary left behind
+
+
+def test_a_failing_source_is_not_reported_as_a_write_error(tmp_path):
+    with pytest.raises(ConnectionError):
+        with atomic_path(tmp_path / "x"):
+            raise ConnectionError("connection lost")

@@ -112,7 +112,7 @@ def test_models_without_dead_taps_are_left_alone(arch):
 
 def test_prepare_model_trains_contiguous_live_taps_in_place_of_nine_full_weights():
     model = build_model("resnet")
-    adam = prepare_model(model, TrainParams(channels_last=True, crop_dead_taps=True), torch.rand(1, 3, 8, 8))
+    adam = prepare_model(model, TrainParams(channels_last=True, fused_adam=True, crop_dead_taps=True), torch.rand(1, 3, 8, 8))
     trained, registered = adam.param_groups[0]["params"], list(model.parameters())
     replaced = [p for p in registered if not any(p is q for q in trained)]
     live = [p for p in trained if not any(p is q for q in registered)]

@@ -12,7 +12,7 @@ import src.training as training
 from src.config import ParamsError, TrainParams
 from src.models import build_model
 from src.pairs import make_pairs
-from src.training import check_speed_options, fingerprint, fit, setup_run
+from src.training import fingerprint, fit, setup_run
 
 PARAMS = TrainParams(epochs=3, batch_size=16, lr=1e-3, seed=0, device="cpu", threads=1)
 
@@ -26,7 +26,7 @@ def data():
 
 
 def run(data, checkpoint, params=PARAMS, arch="conv"):
-    setup_run(params)
+    _, params = setup_run(params, arch)
     model = build_model(arch)
     log = fit(model, data[0], data[1], params, checkpoint, fingerprint(params), arch)
     return model.state_dict(), log
@@ -108,7 +108,7 @@ def test_bf16_training_runs_and_stays_close(data, tmp_path):
 @pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
 def test_per_epoch_test_pass_runs_at_the_training_precision(precision, dtype, data, tmp_path):
     params = dataclasses.replace(PARAMS, epochs=1, precision=precision, crop_dead_taps=False)  # no extra fp32 pass
-    setup_run(params)
+    _, params = setup_run(params, "conv")
     model = build_model("conv")
     seen = []  # (training mode, output dtype) of the first conv at every call
     model.encoder[0].register_forward_hook(lambda m, args, out: seen.append((m.training, out.dtype)))
@@ -180,11 +180,3 @@ def test_queue_workers_sees_a_real_process():
     finally:
         worker.kill()
         worker.wait()
-
-
-def test_cuda_refuses_bf16_with_channels_last_and_cpu_allows_it():
-    with pytest.raises(ParamsError, match="bf16 with channels_last failed to train on CUDA"):
-        check_speed_options(torch.device("cuda"), dataclasses.replace(PARAMS, precision="bf16", channels_last=True))
-    check_speed_options(torch.device("cpu"), dataclasses.replace(PARAMS, precision="bf16", channels_last=True))
-    check_speed_options(torch.device("cuda"), dataclasses.replace(PARAMS, precision="fp32", channels_last=True))
-    check_speed_options(torch.device("cuda"), dataclasses.replace(PARAMS, precision="bf16", channels_last=False))

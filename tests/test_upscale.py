@@ -1,3 +1,4 @@
+import errno
 import numpy as np
 import pytest
 import torch
@@ -59,8 +60,8 @@ def test_non_rgb_inputs_are_converted_and_reported(mode, weights, tmp_path, caps
 
 
 @pytest.mark.parametrize("setup, message", [
-    (lambda d: (d / "bad.png").write_bytes(b"not an image") and d / "bad.png", "bad.png: not a readable PNG or JPEG"),
-    (lambda d: (d / "empty").mkdir() or d / "empty", "empty: folder has no .png, .jpg or .jpeg files"),
+    (lambda d: (d / "bad.png").write_bytes(b"not an image") and d / "bad.png", "bad.png: not an image Pillow can read"),
+    (lambda d: (d / "empty").mkdir() or d / "empty", "empty: folder has no image files Pillow can open"),
     (lambda d: d / "missing.png", "missing.png: no such file or folder"),
     (lambda d: save(d / "big.png", (16, 16)), "big.png: 16x16 image; fc needs exactly 8x8 images"),
 ])
@@ -91,3 +92,32 @@ def test_size_rules():
     assert size_problem("sr", 13, 7) is None
     assert size_problem("conv", 12, 8) is None and "multiples of 4" in size_problem("conv", 10, 8)
     assert size_problem("resnet", 8, 8) is None and "exactly 8x8" in size_problem("resnet", 16, 16)
+
+
+@pytest.mark.parametrize("suffix", [".webp", ".bmp", ".tiff", ".gif"])
+def test_every_still_format_pillow_opens_is_accepted_in_files_and_folders(suffix, weights, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save(folder / f"a{suffix}")
+    (folder / "notes.txt").write_text("not an image, skipped by extension")
+    assert run("--model", "fc", "--weights", weights["fc"], folder, "--out", tmp_path / "out") == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
+
+
+def test_animated_image_is_refused(weights, tmp_path, capsys):
+    frames = [Image.new("RGB", (8, 8), color) for color in ("red", "blue")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert run("--model", "fc", "--weights", weights["fc"], tmp_path / "anim.gif", "--out", tmp_path / "out") == 1
+    assert "anim.gif: an image of 2 frames; only still images" in capsys.readouterr().err
+
+
+def test_full_disk_is_one_line_naming_the_file(weights, tmp_path, capsys, monkeypatch):
+    save(tmp_path / "x.png")
+
+    def no_space(self, fp, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(Image.Image, "save", no_space)
+    assert run("--model", "fc", "--weights", weights["fc"], tmp_path / "x.png", "--out", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not write" in err and "x.png: No space left on device" in err
+    assert list((tmp_path / "out").iterdir()) == []

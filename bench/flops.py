@@ -1,0 +1,106 @@
+"""Distance to the limit: each model's training-step FLOPs and FLOP/s against this device's GEMM peak. Not a test.
+
+    python bench/flops.py [--device cpu|cuda|mps] [--steps 30] [--rounds 3]
+
+Per architecture, with the speed options `auto` resolves to on this device (as train@ARCH runs):
+the FLOPs of one training step at batch 128 (forward + backward, counted by
+`torch.utils.flop_counter.FlopCounterMode`; Adam's elementwise update is not counted), the step
+time (best of `--rounds` rounds of `--steps` steps on random batches already on the device), the
+achieved FLOP/s, and that as a fraction of the device's GEMM peak measured in the same run
+(best of several 4096x4096 matrix products in fp32 and bf16; a model trained under bf16 autocast
+is compared with the bf16 peak). Needs no data.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from src.config import load_params  # noqa: E402
+from src.devices import resolve_device, resolve_speed_options  # noqa: E402
+from src.models import build_model  # noqa: E402
+from src.training import prepare_model  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def best_time(device: torch.device, run: Callable[[], None], rounds: int) -> float:
+    """Best wall time of `run` over `rounds` rounds, the device's queue drained around each."""
+    best = float("inf")
+    for _ in range(rounds):
+        sync(device)
+        start = time.perf_counter()
+        run()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def gemm_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
+    """FLOP/s of the best of `repeats` n x n matrix products."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    a @ b  # warm-up
+    return 2 * n**3 / best_time(device, lambda: a @ b, repeats)
+
+
+def training_step(arch: str, device: torch.device) -> tuple[Callable[[], None], str]:
+    """One adopted training step of `arch` (forward, loss, backward, Adam) on a fixed random batch."""
+    cfg = load_params().models[arch]
+    train = resolve_speed_options(cfg.train, arch, device.type)
+    model = build_model(arch, **cfg.options).to(device)
+    x = torch.rand(train.batch_size, 3, 8, 8, device=device)
+    y = torch.rand(train.batch_size, 3, 32, 32, device=device)
+    optimizer = prepare_model(model, train, x[:1])
+    bf16 = train.precision == "bf16"
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+        loss = torch.nn.functional.mse_loss(out.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step, train.precision
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="train.device value: auto, cpu, cuda, cuda:N, mps")
+    parser.add_argument("--steps", type=int, default=30, help="training steps per timed round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    peaks = {"fp32": gemm_peak(device, torch.float32), "bf16": gemm_peak(device, torch.bfloat16)}
+    rows = []
+    for arch in load_params().models:
+        step, precision = training_step(arch, device)
+        step()  # warm-up
+        with FlopCounterMode(display=False) as counter:
+            step()
+        flops = counter.get_total_flops()
+        seconds = best_time(device, lambda: [step() for _ in range(args.steps)], args.rounds) / args.steps
+        rows.append((arch, precision, flops / 1e9, seconds * 1e3, flops / seconds / 1e9, flops / seconds / peaks[precision]))
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"GEMM peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+    print("| model | precision | GFLOP per step | ms per step | GFLOP/s | fraction of the GEMM peak |")
+    print("|---|---|---:|---:|---:|---:|")
+    for arch, precision, gflop, ms, rate, fraction in rows:
+        print(f"| {arch} | {precision} | {gflop:.1f} | {ms:.1f} | {rate:.0f} | {fraction:.0%} |")
+
+
+if __name__ == "__main__":
+    main()

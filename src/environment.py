@@ -1,0 +1,22 @@
+"""The software environment a result was made in, recorded beside it."""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+from pathlib import Path
+
+LOCK_FILE = Path(__file__).resolve().parents[1] / "requirements.lock"
+KEY_PACKAGES = ("torch", "torchvision", "numpy", "pillow")
+
+
+def environment() -> dict[str, str | None]:
+    """Python, the key packages' installed versions, and the sha256 of requirements.lock (None without one)."""
+    versions = {}
+    for name in KEY_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    lock = hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest() if LOCK_FILE.exists() else None
+    return {"python": platform.python_version(), **versions, "requirements_lock_sha256": lock}
