@@ -6,13 +6,15 @@ import importlib.metadata
 import platform
 from pathlib import Path
 
+import torch
+
 LOCK_FILE = Path(__file__).resolve().parents[1] / "requirements.lock"
-KEY_PACKAGES = ("torch", "torchvision", "numpy", "pillow")
+KEY_PACKAGES = ("torchvision", "numpy", "pillow")
 
 
 def environment() -> dict[str, str | None]:
-    """Python, the key packages' installed versions, and the sha256 of requirements.lock (None without one)."""
-    versions = {}
+    """Python, torch's build (2.14.1+cu130), the key packages' versions, and requirements.lock's sha256 (None without one)."""
+    versions = {"torch": torch.__version__}
     for name in KEY_PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)

@@ -16,7 +16,7 @@ from src.pairs import Pairs
 def write_report(name: str, pred: torch.Tensor, test: Pairs, samples: int, parameters: int,
                  extra: dict[str, Any] | None = None) -> str:
     """Score `pred` (float, [0, 1]) against `test`; write metrics/NAME.json, plots/per_class/NAME.csv and
-    plots/samples/NAME.png; return a one-line summary.
+    plots/samples/NAME.png; return a one-line summary of the scores.
 
     Every report has the same `test` keys, so `dvc metrics show` lines models and baselines up.
     """
@@ -35,5 +35,4 @@ def write_report(name: str, pred: torch.Tensor, test: Pairs, samples: int, param
     k = min(samples, len(test))
     rows = {"input 8x8": test.low[:k], "original": test.high[:k], name: pred[:k]}
     save_figure(f"plots/samples/{name}.png", image_grid(rows, f"{name}: test images"))
-    return (f"evaluate@{name}: test MSE {scores['mse']:.5f}, PSNR {scores['psnr']:.2f} dB "
-            f"({gain:+.2f} dB vs bicubic), SSIM {scores['ssim']:.4f}")
+    return f"test MSE {scores['mse']:.5f}, PSNR {scores['psnr']:.2f} dB ({gain:+.2f} dB vs bicubic), SSIM {scores['ssim']:.4f}"

@@ -68,7 +68,7 @@ def pipeline(raw_params: Mapping[str, Any]) -> dict[str, Any]:
                            *(slot(name) for name in TRAIN_SETTINGS)],
                 # Run info is a cached output, not a metric: versioned in dvc.lock, out of `dvc metrics`.
                 "outs": ["models/${key}.pt", "models/${key}.json"],
-                "plots": [{CURVES.format("${key}"): {"cache": False, "x": "epoch", "y": ["train_mse", "test_mse"]}}],
+                "plots": [{CURVES.format("${key}"): {"cache": False, "x": "epoch", "y": "test_mse"}}],
             },
         },
         "evaluate": {

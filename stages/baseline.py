@@ -18,7 +18,8 @@ def main() -> str:
         raise ParamsError(f"unknown baseline {method!r}; allowed: {', '.join(BASELINES)}")
     n_test = check_limit("data.test_images", params.data.test_images, split_sizes()["test"])
     test = load_pairs(PREPARED / "test.pt").head(n_test)
-    return write_report(method, interpolate(test.low, method), test, params.evaluate.samples, parameters=0)
+    scores = write_report(method, interpolate(test.low, method), test, params.evaluate.samples, parameters=0)
+    return f"baseline@{method}: {scores}"
 
 
 if __name__ == "__main__":

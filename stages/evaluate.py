@@ -48,7 +48,8 @@ def main() -> str:
     pred = ensembled if arch in opts.self_ensemble else plain
     if arch in opts.consistency:
         pred = project_consistent(pred, to_float(test.low))
-    return write_report(arch, pred, test, opts.samples, count_parameters(model), {"inference": inference})
+    scores = write_report(arch, pred, test, opts.samples, count_parameters(model), {"inference": inference})
+    return f"evaluate@{arch}: {scores}"
 
 
 if __name__ == "__main__":

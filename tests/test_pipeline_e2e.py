@@ -19,6 +19,7 @@ from src.archive import file_md5
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["src", "stages", "dvc.yaml", "params.yaml", ".gitignore"]
 NAMES = ["fc", "conv", "resnet", "sr", "nearest", "bilinear", "bicubic"]
+KEEP = r"Experiment|train\.lr|metrics/(fc|conv|resnet|sr)\.json:test\.psnr$"  # as in the README
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": "", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 
 
@@ -43,8 +44,11 @@ def set_params(repo: Path, **values) -> None:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("e2e"))
+
+
+def make_repo(base: Path) -> Path:
     """A fresh git + DVC repo holding the project, pointed at a tiny archive, after `dvc repro`."""
-    base = tmp_path_factory.mktemp("e2e")
     archive = write_archive(base / "tiny.tar.gz")
     repo = base / "repo"
     repo.mkdir()
@@ -56,6 +60,7 @@ def repo(tmp_path_factory) -> Path:
     sh(repo, "git", "config", "user.email", "ci@example.com")
     sh(repo, "git", "config", "user.name", "CI")
     sh(repo, "dvc", "init", "-q")
+    shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")  # the plot template
     set_params(repo, download__url=str(archive), download__md5=file_md5(archive), train__epochs=2,
                models__sr__train__epochs=2, train__threads=1)
     sh(repo, "git", "add", "-A")
@@ -87,39 +92,88 @@ def test_repro_writes_metrics_plots_and_models(repo):
     assert sh(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
 
 
-def test_metrics_and_plots_show_every_architecture(repo):
-    shown = sh(repo, "dvc", "metrics", "show", "--json").stdout
-    for name in NAMES:
-        assert f"metrics/{name}.json" in shown
-    out = sh(repo, "dvc", "plots", "show", "--json").stdout
-    plots = json.loads(out)["data"]
-    curves = json.dumps(plots["mse_per_epoch"])
-    assert all(f"{arch}.csv::test_mse" in curves for arch in NAMES[:4])  # one shared chart
+# (edit, the stages `dvc status` must name): params keys reach exactly the stages that read them,
+# code files exactly the stages that run them.
+ALL_TRAIN = {f"train@{a}" for a in NAMES[:4]}
+ALL_EVALUATE = {f"evaluate@{a}" for a in NAMES[:4]}
+ALL_BASELINES = {f"baseline@{m}" for m in NAMES[4:]}
+STATUS_TABLE = [
+    ({"train__lr": 0.01}, {"train@fc", "train@conv", "train@resnet"}),
+    ({"models__sr__train__lr": 0.003}, {"train@sr"}),
+    ({"models__sr__width": 32}, {"train@sr", "evaluate@sr", "compare"}),
+    ({"evaluate__samples": 4}, ALL_EVALUATE | ALL_BASELINES | {"compare"}),
+    ({"data__test_images": 50}, ALL_TRAIN | ALL_EVALUATE | ALL_BASELINES),
+    ("src/conv_cropping.py", ALL_TRAIN),  # only training crops dead taps; evaluation runs the plain layers
+    ("src/models.py", ALL_TRAIN | ALL_EVALUATE | {"compare"}),
+    ("src/figures.py", ALL_EVALUATE | ALL_BASELINES | {"compare", "prepare"}),
+]
+
+
+@pytest.mark.parametrize("edit, expected", STATUS_TABLE, ids=[str(e) for e, _ in STATUS_TABLE])
+def test_status_names_exactly_the_stages_an_edit_reaches(repo, edit, expected):
+    path = repo / (edit if isinstance(edit, str) else "params.yaml")
+    original = path.read_text()
+    try:
+        if isinstance(edit, str):
+            path.write_text(original + "# edited\n")
+        else:
+            set_params(repo, **edit)
+        assert set(json.loads(sh(repo, "dvc", "status", "--json").stdout)) == expected
+    finally:
+        path.write_text(original)
+    assert sh(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_metrics_show_has_a_row_per_model_and_only_metrics_as_columns(repo):
+    out = sh(repo, "dvc", "metrics", "show").stdout  # the README's command
+    header, *rows = out.strip().splitlines()
+    assert header.split() == ["Path", "inference.consistency_gain_db", "inference.self_ensemble_gain_db",
+                              "model.parameters", "test.gain_over_bicubic_db", "test.mse", "test.psnr",
+                              "test.psnr_per_image", "test.ssim"]
+    assert [row.split()[0] for row in rows] == [f"metrics/{name}.json" for name in NAMES]
+    assert "models/" not in out  # run info is recorded (models/ARCH.json, in dvc.lock), not a metric
+    info = json.loads((repo / "models/sr.json").read_text())
+    assert info["precision"] == "bf16" and info["environment"]["torch"] == torch.__version__
+
+
+def test_plots_colour_the_architectures_apart(repo):
+    plots = json.loads(sh(repo, "dvc", "plots", "show", "--json").stdout)["data"]
+    for split in ("test", "train"):
+        (plot,) = plots[f"{split}_mse_per_epoch"]
+        spec = plot["content"]
+        assert spec["encoding"]["color"]["field"] == "model" and spec["encoding"]["strokeDash"]["field"] == "rev"
+        models = {row["filename"].split("/")[-1] for row in spec["data"]["values"]}
+        assert models == {f"{a}.csv" for a in NAMES[:4]}
     assert any("samples/sr.png" in name for name in plots)
 
 
-def test_exp_run_reruns_only_training_and_evaluation(repo):
-    result = sh(repo, "dvc", "exp", "run", "-S", "train.lr=0.01")
-    out = result.stdout
-    assert "Running stage 'download'" not in out and "Running stage 'prepare'" not in out
-    assert "Running stage 'train@fc'" in out and "Running stage 'evaluate@fc'" in out
-    assert "Running stage 'baseline@bicubic'" not in out
-    diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json").stdout)
-    assert "test.mse" in diff["metrics/fc.json"]
+def test_exp_run_retrains_exactly_the_models_the_change_reaches(repo):
+    out = sh(repo, "dvc", "exp", "run", "-S", "train.lr=0.01").stdout  # the README's first command
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert ran == {"train@fc", "train@conv", "train@resnet", "evaluate@fc", "evaluate@conv", "evaluate@resnet",
+                   "compare"}
+    diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json").stdout)  # workspace against HEAD
     assert diff["metrics/fc.json"]["test.mse"]["diff"] != 0
-    assert "metrics/bicubic.json" not in diff
-    shown = sh(repo, "dvc", "exp", "show", "--json").stdout
-    assert "0.01" in shown
+    assert not {"metrics/sr.json", "metrics/bicubic.json"} & set(diff)
+    table = sh(repo, "dvc", "exp", "show", "--md", "--drop", ".*", "--keep", KEEP).stdout
+    header = [cell.strip() for cell in table.splitlines()[0].strip("|").split("|")]
+    assert header == ["Experiment", *(f"metrics/{a}.json:test.psnr" for a in NAMES[:4]), "train.lr"]
+    assert re.search(r"\[[a-z]+-[a-z]+\].*\| 0\.01 +\|", table)  # the experiment's row, with its lr
+    out = sh(repo, "dvc", "plots", "diff", "HEAD").stdout  # HEAD against the workspace
+    assert "dvc_plots/index.html" in out and (repo / "dvc_plots/index.html").exists()
 
 
 def test_typo_in_params_stops_the_stage_before_any_work(repo):
     params = (repo / "params.yaml").read_text()
     try:
-        (repo / "params.yaml").write_text(params.replace("\n  lr: ", "\n  lrr: "))
+        (repo / "params.yaml").write_text(params.replace("\n  lr: ", "\n  lrr: "))  # a misspelt key
         result = sh(repo, "dvc", "repro", "train@conv", check=False)
-        assert result.returncode != 0
-        assert "unknown key train.lrr; allowed keys in train" in result.stderr + result.stdout
-        assert "epoch 1" not in result.stdout
+        assert result.returncode != 0 and "epoch 1" not in result.stdout
+        assert "Parameters 'train.lr' are missing from 'params.yaml'" in result.stderr  # DVC names the key
+        (repo / "params.yaml").write_text(params.replace("\n  lr: ", "\n  lrr: 0.1\n  lr: "))  # an extra one
+        result = sh(repo, "dvc", "repro", "-f", "train@conv", check=False)
+        assert result.returncode != 0 and "epoch 1" not in result.stdout
+        assert "unknown key train.lrr; allowed keys in train" in result.stderr  # the stage's own check
     finally:
         (repo / "params.yaml").write_text(params)
 
@@ -160,6 +214,41 @@ def test_second_clone_pulls_results_instead_of_rerunning(repo, tmp_path):
         assert (second / path).stat().st_size > 0
 
 
+def test_an_experiment_pushed_from_one_clone_is_pulled_and_compared_in_another(repo, tmp_path):
+    """The README's sweep across machines: a bare git repo and a local directory remote stand in for
+    GitHub and S3; nothing is rerun on the second machine."""
+    origin, store = tmp_path / "origin.git", tmp_path / "store"
+    sh(tmp_path, "git", "init", "-q", "--bare", str(origin))
+    sh(repo, "git", "push", "-q", str(origin), "HEAD:refs/heads/main")
+    sh(origin, "git", "symbolic-ref", "HEAD", "refs/heads/main")
+    sh(repo, "dvc", "remote", "add", "--local", "-f", "sweep", str(store))
+    sh(repo, "dvc", "push", "--all-commits", "-r", "sweep")  # the committed data and models
+    first = tmp_path / "first"
+    sh(tmp_path, "git", "clone", "-q", str(origin), str(first))
+    sh(first, "dvc", "remote", "add", "--local", "-d", "store", str(store))
+    sh(first, "git", "config", "user.email", "a@example.com")
+    sh(first, "git", "config", "user.name", "A")
+    sh(first, "dvc", "pull")
+    sh(first, "dvc", "exp", "run", "-n", "lr-0.02", "-S", "train.lr=0.02", "-S", "train.epochs=1")
+    out = sh(first, "dvc", "exp", "push", "origin", "lr-0.02").stdout
+    assert "Pushed experiment lr-0.02 to Git remote 'origin'" in out
+
+    second = tmp_path / "second"
+    sh(tmp_path, "git", "clone", "-q", str(origin), str(second))
+    sh(second, "dvc", "remote", "add", "--local", "-d", "store", str(store))
+    assert "lr-0.02" in sh(second, "dvc", "exp", "pull", "origin", "lr-0.02").stdout
+    table = sh(second, "dvc", "exp", "show", "--md", "--drop", ".*", "--keep", KEEP).stdout
+    row = next(line for line in table.splitlines() if "[lr-0.02]" in line)
+    assert row.rstrip(" |").endswith("0.02")
+    diff = json.loads(sh(second, "dvc", "metrics", "diff", "main", "lr-0.02", "--json").stdout)
+    assert diff["metrics/fc.json"]["test.mse"]["diff"] != 0 and "metrics/sr.json" not in diff
+    sh(second, "dvc", "exp", "apply", "lr-0.02")
+    lock = yaml.safe_load((second / "dvc.lock").read_text())
+    (model,) = [o for o in lock["stages"]["train@fc"]["outs"] if o["path"] == "models/fc.pt"]
+    assert file_md5(second / "models/fc.pt") == model["md5"]  # the experiment's model, from the remote
+    assert json.loads((second / "models/fc.json").read_text())["epochs"] == 1
+
+
 def exp_revs(repo: Path) -> set[str]:
     return set(sh(repo, "git", "for-each-ref", "--format=%(objectname)", "refs/exps").stdout.split())
 
@@ -173,10 +262,12 @@ def test_queued_runs_share_the_cores(repo):
         assert time.time() < deadline, status
         time.sleep(2)
     assert status.count("Success") == 2, status
-    infos = [json.loads(sh(repo, "git", "show", f"{rev}:models/fc.json").stdout) for rev in exp_revs(repo) - before]
-    assert len(infos) == 2
     cores = len(os.sched_getaffinity(0))
-    assert [info["threads"] for info in infos] == [max(1, cores // 2)] * 2
+    for rev in exp_revs(repo) - before:  # the README's next steps: bring one into the workspace, keep it as a branch
+        sh(repo, "dvc", "exp", "apply", rev)
+        assert json.loads((repo / "models/fc.json").read_text())["threads"] == max(1, cores // 2)
+        sh(repo, "dvc", "exp", "branch", rev, f"keep-{rev[:7]}")
+        assert sh(repo, "git", "branch", "--list", f"keep-{rev[:7]}").stdout.strip()
 
 
 def test_killed_training_resumes_to_the_uninterrupted_result(repo):
