@@ -31,8 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -76,7 +76,7 @@ def tutorial_data_epoch(high: torch.Tensor) -> float:
     high_set = TutorialImages(high, transforms.ToTensor())
     loaders = [DataLoader(s, batch_size=128, shuffle=True, generator=torch.Generator().manual_seed(0))
                for s in (low_set, high_set)]
-    return timed(lambda: [None for _ in zip(*loaders)]) * EPOCH / len(high)
+    return timed(lambda: [None for _ in zip(*loaders, strict=True)]) * EPOCH / len(high)
 
 
 def our_data_epoch(pairs) -> float:
@@ -148,7 +148,7 @@ def race(steps: dict[str, Callable[[], None]], batch_size: int, n_images: int, r
     best = {name: float("inf") for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
-            best[name] = min(best[name], timed(lambda: [step() for _ in range(per_round)]))
+            best[name] = min(best[name], timed(lambda step=step: [step() for _ in range(per_round)]))
     return {name: t * EPOCH / (per_round * batch_size) for name, t in best.items()}
 
 
@@ -159,12 +159,14 @@ def real_epoch(arch: str, options: dict, train: TrainParams, pairs) -> float:
     gen = torch.Generator().manual_seed(0)
     options = dict(bf16=train.precision == "bf16", augment=train.augment)
     train_one_epoch(model, opt, sched, pairs.head(train.batch_size), train.batch_size, gen, "warm-up", **options)
-    return timed(lambda: train_one_epoch(model, opt, sched, pairs, train.batch_size, gen, "bench", **options)) * EPOCH / len(pairs)
+    seconds = timed(lambda: train_one_epoch(model, opt, sched, pairs, train.batch_size, gen, "bench", **options))
+    return seconds * EPOCH / len(pairs)
 
 
 def speed_options(arch: str, cfg, n_images: int, rounds: int, compile_model: bool) -> list[tuple[str, str, str]]:
     """Pure-step time of each CPU speed option, alone and together, against eager fp32."""
-    eager = dataclasses.replace(cfg.train, precision="fp32", channels_last=False, fused_adam=False, crop_dead_taps=False)
+    eager = dataclasses.replace(cfg.train, precision="fp32", channels_last=False, fused_adam=False,
+                                crop_dead_taps=False)
     variants = {
         "fp32 eager": eager,
         "channels_last": dataclasses.replace(eager, channels_last=True),
@@ -187,13 +189,15 @@ def speed_options(arch: str, cfg, n_images: int, rounds: int, compile_model: boo
     torch.set_num_threads(threads)
     adopted = (f"adopted: {cfg.train.precision}, channels_last={cfg.train.channels_last}, "
                f"fused_adam={cfg.train.fused_adam}, crop_dead_taps={cfg.train.crop_dead_taps}")
-    rows = [(f"{arch} pure steps, {name}", f"{t:.1f} s", f"{times['fp32 eager'] / t:.2f}x") for name, t in times.items()]
+    rows = [(f"{arch} pure steps, {name}", f"{t:.1f} s", f"{times['fp32 eager'] / t:.2f}x")
+            for name, t in times.items()]
     return rows + [(f"{arch} ({adopted})", "", "")]
 
 
 def precision_check(arch: str, cfg, train_pairs, test_pairs, epochs: int) -> tuple[str, str, str]:
     """Final test MSE of a short training with the adopted options against eager fp32."""
-    eager = dataclasses.replace(cfg.train, precision="fp32", channels_last=False, fused_adam=False, crop_dead_taps=False,
+    eager = dataclasses.replace(cfg.train, precision="fp32", channels_last=False, fused_adam=False,
+                                crop_dead_taps=False,
                                 epochs=epochs)
     adopted = dataclasses.replace(cfg.train, epochs=epochs)
     mse = {}
@@ -212,11 +216,13 @@ def eval_batches(cfg, test_pairs) -> list[tuple[str, str, str]]:
     """Time of the fp32 evaluation pass over the test split at several batch sizes, and of the
     bf16 pass that train@sr runs after every epoch, with both test MSEs of the trained sr."""
     model = load_trained("sr", cfg.options, "models/sr.pt").to(memory_format=torch.channels_last)
-    times = {b: min(timed(lambda: evaluate_mse(model, test_pairs, b)) for _ in range(2)) for b in (100, 500, 1000, 2000)}
+    times = {b: min(timed(lambda b=b: evaluate_mse(model, test_pairs, b)) for _ in range(2))
+             for b in (100, 500, 1000, 2000)}
     rows = [(f"sr fp32 evaluation of {len(test_pairs)} images, batch {b}", f"{t:.2f} s", f"{times[100] / t:.2f}x")
             for b, t in times.items()]
     bf16 = min(timed(lambda: evaluate_mse(model, test_pairs, 1000, bf16=True)) for _ in range(2))
-    rows.append((f"sr evaluation of {len(test_pairs)} images, batch 1000: fp32 / bf16", f"{times[1000]:.2f} s / {bf16:.2f} s",
+    rows.append((f"sr evaluation of {len(test_pairs)} images, batch 1000: fp32 / bf16",
+                 f"{times[1000]:.2f} s / {bf16:.2f} s",
                  f"{times[1000] / bf16:.2f}x"))
     fp32_mse, bf16_mse = evaluate_mse(model, test_pairs, 1000), evaluate_mse(model, test_pairs, 1000, bf16=True)
     rows.append(("trained sr test MSE: fp32 / bf16 evaluation", f"{fp32_mse:.6f} / {bf16_mse:.6f}",
@@ -312,7 +318,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per speed-option race")
     parser.add_argument("--compile", action="store_true", help="also race torch.compile (about a minute to compile)")
-    parser.add_argument("--check-epochs", type=int, default=3, help="epochs of the adopted-vs-eager MSE check (0 = skip)")
+    parser.add_argument("--check-epochs", type=int, default=3, help="epochs of the adopted-vs-eager check (0 = skip)")
     parser.add_argument("--check-images", type=int, default=10_000, help="training images of that check")
     parser.add_argument("--profile", action="store_true", help="also profile resnet's and sr's adopted step")
     args = parser.parse_args()
@@ -342,11 +348,13 @@ def main() -> None:
     rows += eval_batches(params.models["sr"], test)
     if args.check_epochs:
         for arch in ARCHITECTURES:
-            rows.append(precision_check(arch, params.models[arch], pairs.head(args.check_images), test, args.check_epochs))
+            check = pairs.head(args.check_images)
+            rows.append(precision_check(arch, params.models[arch], check, test, args.check_epochs))
     rows.append(("prepare, 60k images", f"{prepare_time():.1f} s", ""))
     first, warm = noop_repro()
     rows.append(("no-op dvc repro: first / best of the next 3", f"{first:.2f} s / {warm:.2f} s", ""))
-    rows.append(("peak RSS, resnet training process (full split loaded)", f"{child_peak_rss_gib('resnet', 512):.2f} GiB", ""))
+    rss = child_peak_rss_gib("resnet", 512)
+    rows.append(("peak RSS, resnet training process (full split loaded)", f"{rss:.2f} GiB", ""))
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fraction {args.fraction}")
     width = max(len(r[0]) for r in rows)

@@ -29,11 +29,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.cli import PREPARED  # noqa: E402
 from src.config import ARCHITECTURES, ParamsError, load_params  # noqa: E402
+from src.devices import resolve_device  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.pairs import Pairs, load_pairs, make_pairs, to_float  # noqa: E402
-from src.devices import resolve_device  # noqa: E402
-from src.training import (evaluate_mse, make_scheduler, prepare_model, setup_run,  # noqa: E402
-                          train_one_epoch)
+from src.training import evaluate_mse, make_scheduler, prepare_model, setup_run, train_one_epoch  # noqa: E402
 
 
 def synthetic_pairs(n: int, seed: int) -> Pairs:
@@ -58,6 +57,21 @@ def timed(device: torch.device, fn) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
+def train_variant(arch: str, options: dict, run, device: torch.device, train: Pairs, test: Pairs):
+    """Seconds of each epoch, seconds of the fp32 evaluation pass, and the final test MSE."""
+    data, held_out = train.to(device), test.to(device)
+    model = build_model(arch, **options).to(device)
+    optimizer = prepare_model(model, run, to_float(data.low[:1]))
+    steps = run.epochs * -(-len(data) // run.batch_size)
+    scheduler = make_scheduler(optimizer, run.schedule, run.lr, steps)
+    generator = torch.Generator().manual_seed(run.seed)
+    epochs = [timed(device, lambda: train_one_epoch(
+        model, optimizer, scheduler, data, run.batch_size, generator, f"{arch} epoch",
+        bf16=run.precision == "bf16", augment=run.augment))[0] for _ in range(run.epochs)]
+    evaluation, mse = timed(device, lambda: evaluate_mse(model, held_out, 1000))  # fp32, as the evaluate stage
+    return epochs, evaluation, mse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="train.device value: auto, cpu, cuda, cuda:N, mps")
@@ -70,7 +84,8 @@ def main() -> None:
     params = load_params()
     resolve_device(args.device)  # a missing device stops here, before any work
     if (PREPARED / "train.pt").exists() and (PREPARED / "test.pt").exists():
-        source, train, test = "prepared", load_pairs(PREPARED / "train.pt").head(args.images), load_pairs(PREPARED / "test.pt")
+        source = "prepared"
+        train, test = load_pairs(PREPARED / "train.pt").head(args.images), load_pairs(PREPARED / "test.pt")
     else:
         source, train, test = "synthetic", synthetic_pairs(args.images, 0), synthetic_pairs(2_000, 1)
 
@@ -86,25 +101,17 @@ def main() -> None:
             except ParamsError as err:
                 print(f"{arch} {label}: refused: {err}", flush=True)
                 continue
-            data, held_out = train.to(device), test.to(device)
-            model = build_model(arch, **cfg.options).to(device)
-            optimizer = prepare_model(model, run, to_float(data.low[:1]))
-            steps = run.epochs * -(-len(data) // run.batch_size)
-            scheduler = make_scheduler(optimizer, run.schedule, run.lr, steps)
-            generator = torch.Generator().manual_seed(run.seed)
-            epochs = [timed(device, lambda: train_one_epoch(
-                model, optimizer, scheduler, data, run.batch_size, generator, f"{arch} {variant}",
-                bf16=run.precision == "bf16", augment=run.augment))[0] for _ in range(run.epochs)]
-            eval_s, mse = timed(device, lambda: evaluate_mse(model, held_out, 1000))  # fp32, as the evaluate stage
+            epochs, evaluation, mse = train_variant(arch, cfg.options, run, device, train, test)
             later = min(epochs[1:]) if len(epochs) > 1 else epochs[0]
-            rows.append((arch, label, len(data) / epochs[0], len(data) / later, len(held_out) / eval_s, mse))
+            rows.append((arch, label, len(train) / epochs[0], len(train) / later, len(test) / evaluation, mse))
             print(f"{arch} {label}: epochs {', '.join(f'{t:.2f}' for t in epochs)} s", flush=True)
 
     device = resolve_device(args.device)  # what "auto" picked
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     print(f"\n{name}, torch {torch.__version__}, {source} pairs: {len(train)} training images, {len(test)} test images")
     width = max([len(row[1]) for row in rows] + [len("variant")])
-    print(f"{'arch':<7} {'variant':<{width}} {'train img/s, epoch 1':>21} {'best later epoch':>17} {'eval img/s':>11} {'test MSE':>9}")
+    print(f"{'arch':<7} {'variant':<{width}} {'train img/s, epoch 1':>21} {'best later epoch':>17} "
+          f"{'eval img/s':>11} {'test MSE':>9}")
     for arch, variant, first, best, evaluation, mse in rows:
         print(f"{arch:<7} {variant:<{width}} {first:>21.0f} {best:>17.0f} {evaluation:>11.0f} {mse:>9.5f}")
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -90,8 +90,9 @@ def main() -> None:
         with FlopCounterMode(display=False) as counter:
             step()
         flops = counter.get_total_flops()
-        seconds = best_time(device, lambda: [step() for _ in range(args.steps)], args.rounds) / args.steps
-        rows.append((arch, precision, flops / 1e9, seconds * 1e3, flops / seconds / 1e9, flops / seconds / peaks[precision]))
+        seconds = best_time(device, lambda step=step: [step() for _ in range(args.steps)], args.rounds) / args.steps
+        rate = flops / seconds
+        rows.append((arch, precision, flops / 1e9, seconds * 1e3, rate / 1e9, rate / peaks[precision]))
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads; "

@@ -94,7 +94,8 @@ def main() -> None:
         mses = [torch.nn.functional.mse_loss(predict(model, test.low, 500, run), target).item()
                 for run in (None, flip_ensemble, self_ensemble)]
         rows.append(f"| {ending} | " + " | ".join(f"{m:.6f} ({psnr(m) - bicubic:+.3f} dB)" for m in mses) + " |")
-    print(f"\n| epochs {args.switch_after + 1}-{params.epochs} | plain | 2 flips averaged | 8 flips/rotations averaged |")
+    epochs_run = f"{args.switch_after + 1}-{params.epochs}"
+    print(f"\n| epochs {epochs_run} | plain | 2 flips averaged | 8 flips/rotations averaged |")
     print("|---|---:|---:|---:|")
     print("\n".join(rows))
 

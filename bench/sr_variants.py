@@ -17,16 +17,16 @@ import dataclasses
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.cli import PREPARED  # noqa: E402
-from src.metrics import interpolate, psnr  # noqa: E402
 from src.config import load_params  # noqa: E402
+from src.metrics import interpolate, psnr  # noqa: E402
 from src.models import ResidualBlock, SRResNet  # noqa: E402
 from src.pairs import load_pairs, to_float  # noqa: E402
 from src.training import fit, setup_run  # noqa: E402

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from src.archive import ArchiveError
 from src.atomic import OutputError

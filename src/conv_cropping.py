@@ -52,7 +52,8 @@ def axis_geometry(layer: Layer, axis: int, size: int) -> tuple[slice, int, int]:
     if isinstance(layer, nn.ConvTranspose2d):
         op = layer.output_padding[axis]
         first, last = live_transposed_taps(size, k, s, p, op)
-        new_op = transposed_output_size(size, k, s, p, op) - transposed_output_size(size, last - first + 1, s, p - first, 0)
+        full = transposed_output_size(size, k, s, p, op)
+        new_op = full - transposed_output_size(size, last - first + 1, s, p - first, 0)
         if p - first >= 0 and 0 <= new_op < s:
             return slice(first, last + 1), p - first, new_op
         return slice(0, k), p, op

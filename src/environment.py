@@ -13,7 +13,8 @@ KEY_PACKAGES = ("torchvision", "numpy", "pillow")
 
 
 def environment() -> dict[str, str | None]:
-    """Python, torch's build (2.14.1+cu130), the key packages' versions, and requirements.lock's sha256 (None without one)."""
+    """Python, torch's build (such as 2.14.1+cu130), the key packages' versions, and requirements.lock's
+    sha256 (None without one)."""
     versions = {"torch": torch.__version__}
     for name in KEY_PACKAGES:
         try:

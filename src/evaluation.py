@@ -35,4 +35,5 @@ def write_report(name: str, pred: torch.Tensor, test: Pairs, samples: int, param
     k = min(samples, len(test))
     rows = {"input 8x8": test.low[:k], "original": test.high[:k], name: pred[:k]}
     save_figure(f"plots/samples/{name}.png", image_grid(rows, f"{name}: test images"))
-    return f"test MSE {scores['mse']:.5f}, PSNR {scores['psnr']:.2f} dB ({gain:+.2f} dB vs bicubic), SSIM {scores['ssim']:.4f}"
+    return (f"test MSE {scores['mse']:.5f}, PSNR {scores['psnr']:.2f} dB ({gain:+.2f} dB vs bicubic), "
+            f"SSIM {scores['ssim']:.4f}")

@@ -48,7 +48,7 @@ def quality(pred: torch.Tensor, high: torch.Tensor, batch_size: int = 1000) -> d
     overall = mse_i.mean().item()
     ssim = torch.cat([
         structural_similarity_index_measure(p, to_float(h), data_range=1.0, reduction="none")
-        for p, h in zip(pred.split(batch_size), high.split(batch_size))
+        for p, h in zip(pred.split(batch_size), high.split(batch_size), strict=True)
     ])
     return {
         "mse": overall,

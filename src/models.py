@@ -6,6 +6,8 @@ network (EDSR body + ESPCN sub-pixel upsampling + a residual over bicubic).
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,7 +21,7 @@ class FC(nn.Module):
         super().__init__()
         widths = [192, 512, 256, 128, 64, 128, 256, 512]
         layers: list[nn.Module] = [nn.Flatten()]
-        for w_in, w_out in zip(widths, widths[1:]):
+        for w_in, w_out in itertools.pairwise(widths):
             layers += [nn.Linear(w_in, w_out), nn.ReLU()]
         layers += [nn.Linear(512, 3 * 32 * 32), nn.Sigmoid(), nn.Unflatten(1, (3, 32, 32))]
         self.net = nn.Sequential(*layers)

@@ -31,11 +31,11 @@ class Pairs:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def head(self, n: int) -> "Pairs":
+    def head(self, n: int) -> Pairs:
         """The first `n` pairs (the splits are already shuffled, so this is a fair subset)."""
         return Pairs(self.low[:n], self.high[:n], self.labels[:n])
 
-    def to(self, device: torch.device) -> "Pairs":
+    def to(self, device: torch.device) -> Pairs:
         """The same pairs on `device` (kept as uint8: the whole split fits on any GPU)."""
         return Pairs(self.low.to(device), self.high.to(device), self.labels.to(device))
 

@@ -1,8 +1,8 @@
 """Trained models: an architecture rebuilt from its params and loaded with its saved weights."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import nn

@@ -10,8 +10,9 @@ import hashlib
 import json
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -146,7 +147,7 @@ def evaluate_mse(model: nn.Module, data: Pairs, batch_size: int, bf16: bool = Fa
     """
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=data.low.device)  # read once, not per batch
-    for low, high in zip(data.low.split(batch_size), data.high.split(batch_size)):
+    for low, high in zip(data.low.split(batch_size), data.high.split(batch_size), strict=True):
         with torch.autocast(low.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(to_float(low))
         total += nn.functional.mse_loss(out.float().clamp_(0, 1), to_float(high), reduction="sum").double()
@@ -215,7 +216,8 @@ def fit(
     bf16 = params.precision == "bf16"
     for epoch in range(len(log) + 1, params.epochs + 1):
         train_mse = train_one_epoch(
-            model, optimizer, scheduler, train, params.batch_size, generator, desc=f"{name} epoch {epoch}/{params.epochs}",
+            model, optimizer, scheduler, train, params.batch_size, generator,
+            desc=f"{name} epoch {epoch}/{params.epochs}",
             bf16=bf16, augment=params.augment,
         )
         # The per-epoch test pass runs at the training precision: for sr it is 1.8x faster in

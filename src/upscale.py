@@ -100,7 +100,7 @@ def upscale_files(arch: str, weights: Path, inputs: list[Path], out_dir: Path, p
         images.append(image)
     model = load_model(arch, weights, params_file)
     written = []
-    for path, image in zip(files, images):
+    for path, image in zip(files, images, strict=True):
         with torch.no_grad():
             out = model(image[None]).clamp(0, 1)[0]
         pixels = (out * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
@@ -115,7 +115,8 @@ def upscale_files(arch: str, weights: Path, inputs: list[Path], out_dir: Path, p
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m src.upscale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="+", type=Path, help="image files (any still format Pillow opens) or folders of them")
+    parser.add_argument("inputs", nargs="+", type=Path,
+                        help="image files (any still format Pillow opens) or folders of them")
     parser.add_argument("--model", required=True, choices=list(ARCHITECTURES), help="trained architecture to use")
     parser.add_argument("--weights", type=Path, help="weights file (default: models/MODEL.pt from `dvc repro`)")
     parser.add_argument("--out", required=True, type=Path, help="output folder for the upscaled PNGs")

@@ -8,10 +8,10 @@ from src.atomic import save_figure
 from src.cli import PREPARED, run_stage
 from src.config import ARCHITECTURES, BASELINES, load_params
 from src.figures import curves_figure, image_grid
+from src.inference import predict
 from src.metrics import interpolate
 from src.pairs import load_pairs
 from src.trained import load_trained
-from src.inference import predict
 
 
 def main() -> str:
@@ -23,7 +23,8 @@ def main() -> str:
         model = load_trained(arch, params.models[arch].options, f"models/{arch}.pt")
         columns[arch] = predict(model, test.low, params.evaluate.batch_size)
     columns["original"] = test.high
-    save_figure("plots/compare/grid.png", image_grid(columns, "Test images: input, baselines, models, original", by="column"))
+    grid = image_grid(columns, "Test images: input, baselines, models, original", by="column")
+    save_figure("plots/compare/grid.png", grid)
     logs = {arch: pd.read_csv(f"plots/curves/{arch}.csv") for arch in ARCHITECTURES}
     save_figure("plots/compare/curves.png", curves_figure(logs))
     return f"compare: {len(test)} test images x {len(columns)} columns, curves of {len(logs)} models"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cifar_fixture import PREFIX, batch_bytes, smooth_images, write_archive
+
 from src.archive import ALLOWED_GLOBALS, ArchiveError, download, file_md5, load_batch, read_archive
 
 

@@ -70,8 +70,8 @@ def test_full_disk_in_a_stage_is_one_line_naming_the_file(tmp_path, capsys, monk
         f.write(b"partial")
         try:  # what torch.save does: its zip writer's RuntimeError hides the OSError it handled
             raise OSError(errno.ENOSPC, "No space left on device")
-        except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 9600960 vs 9600912")
+        except OSError as err:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 9600960 vs 9600912") from err
 
     monkeypatch.setattr(torch, "save", save_on_a_full_disk)
     target = tmp_path / "data/prepared/train.pt"

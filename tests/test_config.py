@@ -1,5 +1,4 @@
 import copy
-import dataclasses
 
 import pytest
 import torch
@@ -61,7 +60,8 @@ def test_committed_params_are_valid():
     ("evaluate.consistency", True, r"invalid evaluate.consistency=True; allowed: a list of names, such as \[sr\]"),
     ("evaluate.consistency", [1], r"invalid evaluate.consistency=\[1\]"),
     ("train.fused_adam", "yes", "invalid train.fused_adam='yes'; allowed: true, false or auto"),
-    ("models.resnet.train.crop_dead_taps", 1, "invalid models.resnet.train.crop_dead_taps=1; allowed: true, false or auto"),
+    ("models.resnet.train.crop_dead_taps", 1,
+     "invalid models.resnet.train.crop_dead_taps=1; allowed: true, false or auto"),
 ])
 def test_invalid_params_name_key_value_and_what_is_allowed(path, value, message):
     with pytest.raises(ParamsError, match=message):

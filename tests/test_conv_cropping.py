@@ -55,7 +55,7 @@ def test_cropped_layers_compute_the_same_outputs_and_gradients(layer, size):
     dead[:, :, rows, cols] = False
     assert dead.any() and grad_w[dead].abs().max() == 0  # what the crop leaves out never gets a gradient
     grads = torch.autograd.grad(out.square().sum(), [x, live[cropped.weight], cropped.bias])
-    for got, want in zip(grads, [grad_x, grad_w[:, :, rows, cols], grad_b]):
+    for got, want in zip(grads, [grad_x, grad_w[:, :, rows, cols], grad_b], strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
@@ -86,8 +86,10 @@ def test_cropped_resnet_trains_exactly_like_the_full_one():
     initial = {k: v.clone() for k, v in full.state_dict().items()}
     options = dict(lr=1e-3, channels_last=False, fused_adam=False)
     full_adam = prepare_model(full, TrainParams(**options, crop_dead_taps=False), torch.rand(1, 3, 8, 8))
-    cropped_adam = prepare_model(cropped, TrainParams(**options, crop_dead_taps=True), torch.rand(1, 3, 8, 8, dtype=torch.float64))
-    assert torch.equal(cropped.state_dict()["encoder.7.0.conv2.weight"], initial["encoder.7.0.conv2.weight"])  # BN stats untouched too
+    cropped_adam = prepare_model(cropped, TrainParams(**options, crop_dead_taps=True),
+                                 torch.rand(1, 3, 8, 8, dtype=torch.float64))
+    # BN stats untouched too
+    assert torch.equal(cropped.state_dict()["encoder.7.0.conv2.weight"], initial["encoder.7.0.conv2.weight"])
     trained = sum(p.numel() for p in cropped_adam.param_groups[0]["params"])
     assert trained < 0.35 * sum(p.numel() for p in cropped.parameters())  # 9 layers train their live taps only
     x, y = torch.rand(16, 3, 8, 8, dtype=torch.float64), torch.rand(16, 3, 32, 32, dtype=torch.float64)
@@ -112,7 +114,8 @@ def test_models_without_dead_taps_are_left_alone(arch):
 
 def test_prepare_model_trains_contiguous_live_taps_in_place_of_nine_full_weights():
     model = build_model("resnet")
-    adam = prepare_model(model, TrainParams(channels_last=True, fused_adam=True, crop_dead_taps=True), torch.rand(1, 3, 8, 8))
+    options = TrainParams(channels_last=True, fused_adam=True, crop_dead_taps=True)
+    adam = prepare_model(model, options, torch.rand(1, 3, 8, 8))
     trained, registered = adam.param_groups[0]["params"], list(model.parameters())
     replaced = [p for p in registered if not any(p is q for q in trained)]
     live = [p for p in trained if not any(p is q for q in registered)]

@@ -25,7 +25,7 @@ def resnet18_encoder():
 
 EXPECTED_PARAMETERS = {
     "fc": sum(linear(i, o) for i, o in zip([192, 512, 256, 128, 64, 128, 256, 512],
-                                            [512, 256, 128, 64, 128, 256, 512, 3072])),
+                                            [512, 256, 128, 64, 128, 256, 512, 3072], strict=True)),
     "conv": conv(3, 64, 3) + conv(64, 128, 3) + conv(128, 64, 2) + conv(64, 32, 2) + conv(32, 3, 3) + conv(3, 3, 3),
     "resnet": resnet18_encoder()
     + sum(conv(i, o, 4) + 2 * o for i, o in [(512, 256), (256, 128), (128, 64), (64, 32)]) + conv(32, 3, 4),

@@ -12,15 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from cifar_fixture import write_archive
+
 from src.archive import file_md5
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["src", "stages", "dvc.yaml", "params.yaml", ".gitignore"]
 NAMES = ["fc", "conv", "resnet", "sr", "nearest", "bilinear", "bicubic"]
 KEEP = r"Experiment|train\.lr|metrics/(fc|conv|resnet|sr)\.json:test\.psnr$"  # as in the README
-ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": "", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": "",
+       "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 
 
 def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -258,7 +259,8 @@ def test_queued_runs_share_the_cores(repo):
     sh(repo, "dvc", "exp", "run", "--queue", "-S", "train.threads=0", "-S", "train.lr=0.02,0.03")  # 0 = auto
     sh(repo, "dvc", "queue", "start", "-j", "2")
     deadline = time.time() + 600
-    while "Success" not in (status := sh(repo, "dvc", "queue", "status").stdout) or re.search(r"Queued|Running", status):
+    while ("Success" not in (status := sh(repo, "dvc", "queue", "status").stdout)
+           or re.search(r"Queued|Running", status)):
         assert time.time() < deadline, status
         time.sleep(2)
     assert status.count("Success") == 2, status

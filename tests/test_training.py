@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import src.training as training
-from src.config import ParamsError, TrainParams
+from src.config import TrainParams
 from src.models import build_model
 from src.pairs import make_pairs
 from src.training import fingerprint, fit, setup_run
@@ -151,7 +151,8 @@ def test_fused_and_foreach_adam_train_to_nearly_the_same_weights(data, tmp_path)
     assert all(torch.allclose(fused[k].float(), plain[k].float(), atol=1e-4) for k in fused)
 
 
-@pytest.mark.parametrize("cores, workers, threads", [(2, 0, 2), (2, 1, 2), (2, 2, 1), (2, 3, 1), (16, 4, 4), (16, 3, 5)])
+@pytest.mark.parametrize("cores, workers, threads",
+                         [(2, 0, 2), (2, 1, 2), (2, 2, 1), (2, 3, 1), (16, 4, 4), (16, 3, 5)])
 def test_default_threads_share_the_cores_between_queue_workers(cores, workers, threads):
     assert training.default_threads(cores, workers) == threads
 
@@ -173,7 +174,8 @@ def test_queue_workers_counts_dvc_queue_worker_processes(tmp_path):
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
 def test_queue_workers_sees_a_real_process():
     before = training.queue_workers()
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "exp", "queue-worker", "x@localhost"])
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "exp", "queue-worker", "x@localhost"])
     try:
         time.sleep(0.2)
         assert training.queue_workers() == before + 1

@@ -1,4 +1,5 @@
 import errno
+
 import numpy as np
 import pytest
 import torch
