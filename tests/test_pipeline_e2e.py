@@ -264,6 +264,8 @@ def test_queued_runs_share_the_cores(repo):
         assert time.time() < deadline, status
         time.sleep(2)
     assert status.count("Success") == 2, status
+    table = sh(repo, "dvc", "exp", "show", "--md").stdout  # one row per experiment, metrics and params
+    assert re.search(r"\| 0\.02 ", table) and re.search(r"\| 0\.03 ", table) and "metrics/fc.json:test.mse" in table
     cores = len(os.sched_getaffinity(0))
     for rev in exp_revs(repo) - before:  # the README's next steps: bring one into the workspace, keep it as a branch
         sh(repo, "dvc", "exp", "apply", rev)
