@@ -30,22 +30,18 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.device_train import synthetic_pairs  # noqa: E402
 from src.cli import PREPARED  # noqa: E402
 from src.config import load_params  # noqa: E402
 from src.devices import resolve_device  # noqa: E402
 from src.models import build_model  # noqa: E402
-from src.pairs import load_pairs, make_pairs, to_float  # noqa: E402
+from src.pairs import load_pairs, to_float  # noqa: E402
 
 
 def batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n prepared test pairs as floats, or random smooth pairs built by the prepare stage's code."""
-    if (PREPARED / "test.pt").exists():
-        pairs = load_pairs(PREPARED / "test.pt").head(n)
-    else:
-        g = torch.Generator().manual_seed(seed)
-        coarse = torch.rand(n, 4, 4, 3, generator=g) * 255
-        images = coarse.repeat_interleave(8, 1).repeat_interleave(8, 2) + torch.randn(n, 32, 32, 3, generator=g) * 8
-        pairs = make_pairs(images.clamp(0, 255).to(torch.uint8).numpy(), torch.zeros(n, dtype=torch.int64).numpy())
+    """n prepared test pairs as floats, or synthetic pairs as bench/device_train.py builds them."""
+    exists = (PREPARED / "test.pt").exists()
+    pairs = load_pairs(PREPARED / "test.pt").head(n) if exists else synthetic_pairs(n, seed)
     return to_float(pairs.low), to_float(pairs.high)
 
 

@@ -45,8 +45,11 @@ def synthetic_pairs(n: int, seed: int) -> Pairs:
 
 
 def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a timing covers it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def timed(device: torch.device, fn) -> tuple[float, object]:

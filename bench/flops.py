@@ -22,27 +22,21 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.device_train import synchronize  # noqa: E402
 from src.config import load_params  # noqa: E402
 from src.devices import resolve_device, resolve_speed_options  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.training import prepare_model  # noqa: E402
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def best_time(device: torch.device, run: Callable[[], None], rounds: int) -> float:
     """Best wall time of `run` over `rounds` rounds, the device's queue drained around each."""
     best = float("inf")
     for _ in range(rounds):
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         run()
-        sync(device)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best
 

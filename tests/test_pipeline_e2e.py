@@ -222,11 +222,9 @@ def test_an_experiment_pushed_from_one_clone_is_pulled_and_compared_in_another(r
     sh(tmp_path, "git", "init", "-q", "--bare", str(origin))
     sh(repo, "git", "push", "-q", str(origin), "HEAD:refs/heads/main")
     sh(origin, "git", "symbolic-ref", "HEAD", "refs/heads/main")
-    sh(repo, "dvc", "remote", "add", "--local", "-f", "sweep", str(store))
-    sh(repo, "dvc", "push", "--all-commits", "-r", "sweep")  # the committed data and models
-    first = tmp_path / "first"
-    sh(tmp_path, "git", "clone", "-q", str(origin), str(first))
-    sh(first, "dvc", "remote", "add", "--local", "-d", "store", str(store))
+    sh(repo, "dvc", "remote", "add", "--local", "-d", "-f", "sweep", str(store))
+    sh(repo, "dvc", "push", "--all-commits")  # the committed data and models
+    first = clone(origin, tmp_path / "first", store)
     sh(first, "git", "config", "user.email", "a@example.com")
     sh(first, "git", "config", "user.name", "A")
     sh(first, "dvc", "pull")
@@ -234,9 +232,7 @@ def test_an_experiment_pushed_from_one_clone_is_pulled_and_compared_in_another(r
     out = sh(first, "dvc", "exp", "push", "origin", "lr-0.02").stdout
     assert "Pushed experiment lr-0.02 to Git remote 'origin'" in out
 
-    second = tmp_path / "second"
-    sh(tmp_path, "git", "clone", "-q", str(origin), str(second))
-    sh(second, "dvc", "remote", "add", "--local", "-d", "store", str(store))
+    second = clone(origin, tmp_path / "second", store)
     assert "lr-0.02" in sh(second, "dvc", "exp", "pull", "origin", "lr-0.02").stdout
     table = sh(second, "dvc", "exp", "show", "--md", "--drop", ".*", "--keep", KEEP).stdout
     row = next(line for line in table.splitlines() if "[lr-0.02]" in line)
