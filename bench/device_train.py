@@ -3,8 +3,8 @@
     python bench/device_train.py [--device cuda] [--images 20000] [--epochs 3]
                                  [--variants "" precision=fp32 "channels_last=false,crop_dead_taps=false"]
 
-It trains through the train stage's own functions (setup_run, prepare_model, train_one_epoch,
-evaluate_mse) with each architecture's params.yaml settings, except the device and the epochs,
+It trains through the train stage's own functions (setup_run, prepare_model, compiled,
+train_one_epoch, evaluate_mse) with each architecture's params.yaml settings, except the device and the epochs,
 once per variant: train params set on top of those ("" = as params.yaml). On CUDA,
 precision=bf16 is automatic mixed precision (bfloat16 autocast for the forward pass, fp32
 weights and loss). A variant the train stage refuses on this device (bf16 with channels_last
@@ -32,7 +32,14 @@ from src.config import ARCHITECTURES, ParamsError, load_params  # noqa: E402
 from src.devices import resolve_device  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.pairs import Pairs, load_pairs, make_pairs, to_float  # noqa: E402
-from src.training import evaluate_mse, make_scheduler, prepare_model, setup_run, train_one_epoch  # noqa: E402
+from src.training import (  # noqa: E402
+    compiled,
+    evaluate_mse,
+    make_scheduler,
+    prepare_model,
+    setup_run,
+    train_one_epoch,
+)
 
 
 def synthetic_pairs(n: int, seed: int) -> Pairs:
@@ -65,11 +72,12 @@ def train_variant(arch: str, options: dict, run, device: torch.device, train: Pa
     data, held_out = train.to(device), test.to(device)
     model = build_model(arch, **options).to(device)
     optimizer = prepare_model(model, run, to_float(data.low[:1]))
+    runner = compiled(model, run, device.type)
     steps = run.epochs * -(-len(data) // run.batch_size)
     scheduler = make_scheduler(optimizer, run.schedule, run.lr, steps)
     generator = torch.Generator().manual_seed(run.seed)
     epochs = [timed(device, lambda: train_one_epoch(
-        model, optimizer, scheduler, data, run.batch_size, generator, f"{arch} epoch",
+        runner, optimizer, scheduler, data, run.batch_size, generator, f"{arch} epoch",
         bf16=run.precision == "bf16", augment=run.augment))[0] for _ in range(run.epochs)]
     evaluation, mse = timed(device, lambda: evaluate_mse(model, held_out, 1000))  # fp32, as the evaluate stage
     return epochs, evaluation, mse

@@ -66,6 +66,7 @@ class TrainParams:
     channels_last: bool | str = AUTO
     fused_adam: bool | str = AUTO
     crop_dead_taps: bool | str = AUTO
+    compile: bool | str = AUTO
     augment: bool = False
 
 

@@ -1,6 +1,6 @@
 """Which device a run uses, and the speed options that fit it.
 
-The speed options of `train` (precision, channels_last, fused_adam, crop_dead_taps) default to
+The speed options of `train` (precision, channels_last, fused_adam, crop_dead_taps, compile) default to
 `auto`: `resolve_speed_options` replaces each `auto` with the entry of `AUTO_OPTIONS` for the
 device type and architecture. An explicit value is honoured, unless `check_speed_options` knows
 the combination fails on that device.
@@ -13,7 +13,7 @@ import torch
 
 from src.config import AUTO, ParamsError, TrainParams
 
-SPEED_OPTIONS = ("precision", "channels_last", "fused_adam", "crop_dead_taps")
+SPEED_OPTIONS = ("precision", "channels_last", "fused_adam", "crop_dead_taps", "compile")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
@@ -36,6 +36,8 @@ AUTO_OPTIONS: dict[str, dict[str, Choice]] = {
         "channels_last": Choice({"*": True}, "bench/benchmark.py: conv 1.18x, resnet 1.17x, sr 1.04x, fc 0.99x"),
         "fused_adam": Choice({"*": True}, "bench/benchmark.py: fc 1.22x, conv 1.05x, resnet 1.45x, sr 1.00x"),
         "crop_dead_taps": Choice({"*": True}, "bench/benchmark.py: resnet 2.21x; a no-op for the other models"),
+        "compile": Choice({"*": False}, "bench/benchmark.py --compile: slower after 45-50 s of compiling "
+                                        "(sr 44 against 37 s per epoch, resnet 117 against 71 s)"),
     },
     "cuda": {
         "precision": Choice({"*": "fp32"}, "bench/device_train.py, H200: bf16 autocast fc 0.85x, sr 0.79x, "
@@ -44,12 +46,15 @@ AUTO_OPTIONS: dict[str, dict[str, Choice]] = {
         "fused_adam": Choice({"*": True}, "not raced on CUDA: one kernel per step instead of ~10 per tensor; "
                                           "every H200 run used it"),
         "crop_dead_taps": Choice({"*": False}, "bench/device_train.py, H200: resnet 1.41x faster without it"),
+        "compile": Choice({"*": False}, "not raced on CUDA yet: CUDA graphs remove launch overhead, compiling "
+                                        "costs time; bench/device_train.py --variants '' compile=true decides"),
     },
     "mps": {  # no MPS machine has measured these: PyTorch's own defaults, the safe choice
         "precision": Choice({"*": "fp32"}, "not measured on MPS: PyTorch's default"),
         "channels_last": Choice({"*": False}, "not measured on MPS: PyTorch's default"),
         "fused_adam": Choice({"*": False}, "not measured on MPS: PyTorch's default"),
         "crop_dead_taps": Choice({"*": False}, "not measured on MPS: saves arithmetic, adds kernels"),
+        "compile": Choice({"*": False}, "not measured on MPS: PyTorch's default"),
     },
 }
 

@@ -48,6 +48,7 @@ def main() -> str:
         # the speed options this run used, after `auto` was resolved for the device
         "precision": train_params.precision, "channels_last": train_params.channels_last,
         "fused_adam": train_params.fused_adam, "crop_dead_taps": train_params.crop_dead_taps,
+        "compile": train_params.compile,
         "environment": environment(),
     }
 

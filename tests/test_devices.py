@@ -8,7 +8,7 @@ import src.devices as devices
 from src.config import ARCHITECTURES, AUTO, ParamsError, load_params
 from src.devices import AUTO_OPTIONS, DEVICE_TYPES, SPEED_OPTIONS, check_speed_options, resolve_speed_options
 from src.models import build_model
-from src.training import prepare_model, setup_run
+from src.training import compiled, prepare_model, setup_run
 
 
 @pytest.fixture
@@ -30,9 +30,11 @@ def test_committed_defaults_set_up_on_every_device(device_type, arch, simulate):
     device, resolved = setup_run(train, arch)  # the train stage's setup: device, options, refusal check
     assert device.type == device_type
     assert AUTO not in {getattr(resolved, name) for name in SPEED_OPTIONS}
-    assert resolved.precision in ("fp32", "bf16") and {resolved.channels_last, resolved.fused_adam} <= {True, False}
+    switches = {resolved.channels_last, resolved.fused_adam, resolved.crop_dead_taps, resolved.compile}
+    assert resolved.precision in ("fp32", "bf16") and switches <= {True, False}
     model = build_model(arch, **load_params().models[arch].options)
     prepare_model(model, resolved, torch.rand(1, 3, 8, 8))  # applies them (on this CPU)
+    compiled(model, resolved, device_type)
 
 
 def test_cpu_auto_is_exactly_the_settings_the_committed_models_were_trained_with():
@@ -40,8 +42,8 @@ def test_cpu_auto_is_exactly_the_settings_the_committed_models_were_trained_with
     resolved = {arch: resolve_speed_options(params.models[arch].train, arch, "cpu") for arch in ARCHITECTURES}
     options = {arch: tuple(getattr(r, name) for name in SPEED_OPTIONS) for arch, r in resolved.items()}
     assert options == {
-        "fc": ("bf16", True, True, True), "conv": ("fp32", True, True, True),
-        "resnet": ("fp32", True, True, True), "sr": ("bf16", True, True, True),
+        "fc": ("bf16", True, True, True, False), "conv": ("fp32", True, True, True, False),
+        "resnet": ("fp32", True, True, True, False), "sr": ("bf16", True, True, True, False),
     }
 
 

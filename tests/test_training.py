@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 import src.training as training
 from src.config import TrainParams
@@ -149,6 +150,34 @@ def test_fused_and_foreach_adam_train_to_nearly_the_same_weights(data, tmp_path)
     fused, _ = run(data, tmp_path / "a.pt", dataclasses.replace(PARAMS, fused_adam=True))
     plain, _ = run(data, tmp_path / "b.pt", dataclasses.replace(PARAMS, fused_adam=False))
     assert all(torch.allclose(fused[k].float(), plain[k].float(), atol=1e-4) for k in fused)
+
+
+def test_compiled_training_matches_eager_and_checkpoints_the_plain_model(data, monkeypatch, tmp_path):
+    calls = []
+    real_compile = torch.compile
+    monkeypatch.setattr(training.torch, "compile", lambda *a, **k: calls.append(k) or real_compile(*a, **k))
+    params = dataclasses.replace(PARAMS, epochs=2, batch_size=24)  # 64 images: a last batch of 16, its own graph
+    eager, eager_log = run(data, tmp_path / "a.pt", dataclasses.replace(params, compile=False))
+    assert calls == []
+    counters.clear()
+    weights, log = run(data, tmp_path / "b.pt", dataclasses.replace(params, compile=True))
+    assert calls == [{"mode": None, "dynamic": False}]  # CUDA graphs are for CUDA only
+    assert counters["stats"]["unique_graphs"] == 3  # full batches, the last batch, the test pass: all compiled
+    assert weights.keys() == eager.keys()  # no `_orig_mod.` prefix: checkpoints and models/ARCH.pt as before
+    assert all(torch.allclose(weights[k].float(), eager[k].float(), atol=1e-4) for k in eager)
+    for row, eager_row in zip(log, eager_log, strict=True):
+        assert row == pytest.approx(eager_row, rel=1e-4)
+
+
+def test_compile_on_cuda_captures_cuda_graphs_and_needs_resolving(monkeypatch):
+    calls = []
+    monkeypatch.setattr(training.torch, "compile", lambda model, **k: calls.append(k) or model)
+    model = build_model("fc")
+    assert training.compiled(model, dataclasses.replace(PARAMS, compile=False), "cuda") is model
+    training.compiled(model, dataclasses.replace(PARAMS, compile=True), "cuda")
+    assert calls == [{"mode": "reduce-overhead", "dynamic": False}]
+    with pytest.raises(ValueError, match="resolved first"):
+        training.compiled(model, PARAMS, "cuda")
 
 
 @pytest.mark.parametrize("cores, workers, threads",
