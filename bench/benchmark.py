@@ -10,7 +10,7 @@ Prints one table. Each comparison is timed in the same run and reported as a rat
 - per architecture, pure model steps (forward, backward, Adam on batches already in memory)
   against our real `train_one_epoch` on the same number of images;
 - per architecture, each CPU speed option (channels_last, fused Adam, bf16 autocast, dead-tap
-  cropping, combinations, optionally torch.compile, one thread, deterministic kernels) against
+  cropping, combinations, optionally train.compile, one thread, deterministic kernels) against
   eager fp32, and a short training with the adopted options against eager fp32, compared by
   final test MSE;
   with `--profile`, the ops that take resnet's and sr's adopted step's time;
@@ -46,7 +46,7 @@ from src.devices import resolve_speed_options  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.pairs import load_pairs, make_pairs, save_pairs, to_float  # noqa: E402
 from src.trained import load_trained  # noqa: E402
-from src.training import evaluate_mse, fit, make_scheduler, prepare_model, train_one_epoch  # noqa: E402
+from src.training import compiled, evaluate_mse, fit, make_scheduler, prepare_model, train_one_epoch  # noqa: E402
 
 EPOCH = 50_000
 
@@ -100,10 +100,10 @@ def make_model(arch: str, options: dict, train: TrainParams):
     return model, prepare_model(model, train, torch.rand(1, 3, 8, 8))
 
 
-def step_fn(arch: str, options: dict, train: TrainParams, compile_model: bool = False):
+def step_fn(arch: str, options: dict, train: TrainParams):
     """One forward, backward and optimizer step on a batch already in memory as floats."""
     model, opt = make_model(arch, options, train)
-    forward = torch.compile(model) if compile_model else model
+    forward = compiled(model, train, "cpu")
     x, y = torch.rand(train.batch_size, 3, 8, 8), torch.rand(train.batch_size, 3, 32, 32)
 
     def step():
@@ -181,7 +181,8 @@ def speed_options(arch: str, cfg, n_images: int, rounds: int, compile_model: boo
     steps = {name: step_fn(arch, cfg.options, train) for name, train in variants.items()}
     steps["deterministic kernels (as train@ARCH runs)"] = deterministic(step_fn(arch, cfg.options, eager))
     if compile_model:
-        steps["all three + torch.compile"] = step_fn(arch, cfg.options, variants["all three"], compile_model=True)
+        with_compile = dataclasses.replace(variants["all three"], compile=True)
+        steps["all three + compile"] = step_fn(arch, cfg.options, with_compile)
     times = race(steps, eager.batch_size, n_images, rounds)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what each of two queued jobs gets on this machine
