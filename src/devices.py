@@ -85,6 +85,17 @@ def resolve_speed_options(train: TrainParams, arch: str, device_type: str) -> Tr
     return dataclasses.replace(train, **chosen)
 
 
+def require_resolved(train: TrainParams, *names: str) -> None:
+    """Raise ValueError if any of the speed options `names` of `train` is still `auto`.
+
+    Code that applies an option calls this first, so that an unresolved `auto` is never read as a value.
+    """
+    left = [name for name in names if getattr(train, name) == AUTO]
+    if left:
+        raise ValueError(f"speed options still auto: {', '.join(left)}; resolve them first "
+                         "(src.devices.resolve_speed_options)")
+
+
 def check_speed_options(device: torch.device, train: TrainParams) -> None:
     """Refuse explicit speed options known to break training on `device`.
 

@@ -17,20 +17,24 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from tqdm import tqdm
 
 from src.pairs import HIGH_SIZE, LOW_SIZE, to_float
 
 
 @torch.no_grad()
 def predict(model: nn.Module, low: torch.Tensor, batch_size: int,
-            transform: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+            transform: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+            desc: str | None = None) -> torch.Tensor:
     """Upscale uint8 low-res images in batches; float32 outputs clamped to [0, 1], on the CPU.
 
-    Batches stay on the model's device and come back in one copy, not one per batch.
+    Batches stay on the model's device and come back in one copy, not one per batch. With `desc`,
+    a progress bar counts the batches (when output is a terminal).
     """
     model.eval()
     run = transform or (lambda m, x: m(x))
-    return torch.cat([run(model, to_float(chunk)).clamp_(0, 1) for chunk in low.split(batch_size)]).cpu()
+    chunks = tqdm(low.split(batch_size), desc=desc, disable=None if desc else True)
+    return torch.cat([run(model, to_float(chunk)).clamp_(0, 1) for chunk in chunks]).cpu()
 
 
 def self_ensemble(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -20,9 +20,9 @@ from torch import nn
 from tqdm import tqdm
 
 from src.atomic import torch_save
-from src.config import AUTO, TrainParams
+from src.config import TrainParams
 from src.conv_cropping import crop_dead_taps
-from src.devices import check_speed_options, resolve_device, resolve_speed_options
+from src.devices import SPEED_OPTIONS, check_speed_options, require_resolved, resolve_device, resolve_speed_options
 from src.pairs import Pairs, to_float
 
 
@@ -83,8 +83,7 @@ def prepare_model(model: nn.Module, params: TrainParams, example: torch.Tensor) 
 
     None of them changes the maths beyond float rounding.
     """
-    if AUTO in (params.channels_last, params.fused_adam, params.crop_dead_taps):
-        raise ValueError("speed options must be resolved first (src.devices.resolve_speed_options)")
+    require_resolved(params, "channels_last", "fused_adam", "crop_dead_taps")
     if params.channels_last:  # faster oneDNN convolutions on CPU
         model.to(memory_format=torch.channels_last)
     # ResNet's layers on 1x1 and 2x2 maps compute, and train, only the kernel taps that meet data
@@ -101,8 +100,7 @@ def compiled(model: nn.Module, params: TrainParams, device_type: str) -> nn.Modu
     last, smaller batch and the test pass get graphs of their own and no step is dropped.
     Checkpoints save `model` itself, whose keys do not change.
     """
-    if params.compile == AUTO:
-        raise ValueError("speed options must be resolved first (src.devices.resolve_speed_options)")
+    require_resolved(params, "compile")
     if not params.compile:
         return model
     return torch.compile(model, mode="reduce-overhead" if device_type == "cuda" else None, dynamic=False)
@@ -214,6 +212,7 @@ def fit(
     atomically, so a killed run continues from its last completed epoch and ends with the same
     weights as an uninterrupted one. `on_epoch`, if given, then receives the log so far.
     """
+    require_resolved(params, *SPEED_OPTIONS)
     optimizer = prepare_model(model, params, to_float(train.low[:1]))
     runner = compiled(model, params, train.low.device.type)  # `model` itself unless params.compile
     steps = params.epochs * -(-len(train) // params.batch_size)

@@ -4,9 +4,6 @@ Usage: python -m stages.evaluate ARCH
 """
 import sys
 
-import torch
-from tqdm import tqdm
-
 from src.cli import PREPARED, run_stage, split_sizes
 from src.config import ARCHITECTURES, ParamsError, check_limit, load_params
 from src.devices import resolve_device
@@ -16,12 +13,6 @@ from src.metrics import mse, psnr
 from src.models import count_parameters
 from src.pairs import load_pairs, to_float
 from src.trained import load_trained
-
-
-def predict_with_progress(model, low, batch_size, desc, transform=None) -> torch.Tensor:
-    """`predict` over the test split, one progress-bar step per batch."""
-    chunks = tqdm(low.split(batch_size), desc=desc, disable=None)
-    return torch.cat([predict(model, chunk, batch_size, transform) for chunk in chunks])
 
 
 def main() -> str:
@@ -36,8 +27,8 @@ def main() -> str:
     device = resolve_device(config.train.device)
     model = load_trained(arch, config.options, f"models/{arch}.pt").to(device)
     low = test.low.to(device)
-    plain = predict_with_progress(model, low, opts.batch_size, f"evaluate@{arch}")
-    ensembled = predict_with_progress(model, low, opts.batch_size, f"evaluate@{arch} x8 ensemble", self_ensemble)
+    plain = predict(model, low, opts.batch_size, desc=f"evaluate@{arch}")
+    ensembled = predict(model, low, opts.batch_size, self_ensemble, desc=f"evaluate@{arch} x8 ensemble")
     base_psnr = psnr(mse(plain, test.high))
     gain = lambda p: psnr(mse(p, test.high)) - base_psnr  # noqa: E731
     # Both steps are measured every run; params choose which ones the reported prediction uses.

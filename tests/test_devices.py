@@ -1,6 +1,7 @@
 """`auto` speed options: resolved per device type and architecture, never to a combination refused there."""
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,7 +9,8 @@ import src.devices as devices
 from src.config import ARCHITECTURES, AUTO, ParamsError, load_params
 from src.devices import AUTO_OPTIONS, DEVICE_TYPES, SPEED_OPTIONS, check_speed_options, resolve_speed_options
 from src.models import build_model
-from src.training import compiled, prepare_model, setup_run
+from src.pairs import make_pairs
+from src.training import compiled, fit, prepare_model, setup_run
 
 
 @pytest.fixture
@@ -79,6 +81,10 @@ def test_the_table_covers_every_device_option_and_model_and_says_what_chose_it()
             assert choice.measured
 
 
-def test_unresolved_options_are_not_applied():
-    with pytest.raises(ValueError, match="resolved first"):
-        prepare_model(build_model("fc"), load_params().train, torch.rand(1, 3, 8, 8))
+@pytest.mark.parametrize("option", SPEED_OPTIONS)
+def test_an_option_left_auto_stops_training_before_it_starts(option, tmp_path):
+    params = dataclasses.replace(resolve_speed_options(load_params().train, "fc", "cpu"), **{option: AUTO})
+    pairs = make_pairs(np.zeros((2, 32, 32, 3), dtype=np.uint8), np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError, match=f"speed options still auto: {option}; resolve them first"):
+        fit(build_model("fc"), pairs, pairs, params, tmp_path / "ckpt.pt", "run", "fc")
+    assert not (tmp_path / "ckpt.pt").exists()

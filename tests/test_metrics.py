@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.inference import downscale_matrix, project_consistent, self_ensemble
+from src.inference import downscale_matrix, predict, project_consistent, self_ensemble
 from src.metrics import interpolate, mse, per_class_psnr, psnr, quality
 from src.models import SRResNet
 from src.pairs import to_float
@@ -56,6 +56,16 @@ def test_self_ensemble_of_an_equivariant_model_is_the_model():
     model = SRResNet(width=8, depth=1).eval()  # bicubic at init: commutes with flips and rotations
     x = torch.rand(2, 3, 8, 8)
     assert torch.allclose(self_ensemble(model, x), model(x), atol=1e-6)
+
+
+def test_predict_is_batched_clamped_and_independent_of_the_batch_size():
+    torch.manual_seed(0)
+    model, low = SRResNet(width=8, depth=1), uint8_images(10, 8)
+    whole = predict(model, low, 10)
+    assert whole.shape == (10, 3, 32, 32) and whole.dtype == torch.float32
+    assert whole.min() >= 0 and whole.max() <= 1
+    torch.testing.assert_close(predict(model, low, 3, desc="batches of 3"), whole)  # last batch of 1 included
+    torch.testing.assert_close(predict(model, low, 4, self_ensemble), self_ensemble(model, to_float(low)).clamp(0, 1))
 
 
 def test_consistency_projection_reproduces_the_input():

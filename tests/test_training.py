@@ -176,7 +176,7 @@ def test_compile_on_cuda_captures_cuda_graphs_and_needs_resolving(monkeypatch):
     assert training.compiled(model, dataclasses.replace(PARAMS, compile=False), "cuda") is model
     training.compiled(model, dataclasses.replace(PARAMS, compile=True), "cuda")
     assert calls == [{"mode": "reduce-overhead", "dynamic": False}]
-    with pytest.raises(ValueError, match="resolved first"):
+    with pytest.raises(ValueError, match="still auto: compile;"):
         training.compiled(model, PARAMS, "cuda")
 
 
