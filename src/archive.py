@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from src.atomic import atomic_path
+from src.errors import ArchiveError
 
 PREFIX = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -31,20 +32,6 @@ TEST_BATCHES = ("test_batch",)
 # Members the official archive holds. Only the batches are read; the rest are allowed, not read.
 ALLOWED_FILES = {f"{PREFIX}/{name}" for name in (*TRAIN_BATCHES, *TEST_BATCHES, "batches.meta", "readme.html")}
 MAX_MEMBER_BYTES = 64 * 2**20  # an official batch is about 31 MB
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-class ArchiveError(ValueError):
-    """The archive or one of its batches is not a valid CIFAR-10 python archive."""
-
-
-def file_md5(path: str | os.PathLike) -> str:
-    """The hex md5 of a file, read in 1 MiB chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(2**20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _open_source(url: str) -> tuple[BinaryIO, int | None]:
@@ -119,9 +106,12 @@ def load_batch(blob: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
         batch = _NumpyOnlyUnpickler(io.BytesIO(blob), encoding="bytes").load()
     except Exception as err:
         raise ArchiveError(f"{name}: not a valid CIFAR-10 batch: {err}") from err
-    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise ArchiveError(f"{name}: expected a dict with b'data' and b'labels'")
-    data, labels = batch[b"data"], batch[b"labels"]
+    # Official batches have bytes keys; a batch re-packed by Python 3 has str keys (torchvision reads both).
+    fields = {key.decode("latin1") if isinstance(key, bytes) else key: value
+              for key, value in batch.items()} if isinstance(batch, dict) else {}
+    if "data" not in fields or "labels" not in fields:
+        raise ArchiveError(f"{name}: expected a dict with 'data' and 'labels' (bytes or str keys)")
+    data, labels = fields["data"], fields["labels"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
         raise ArchiveError(f"{name}: data must be a uint8 array, got {getattr(data, 'dtype', type(data).__name__)}")
     if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] == 0:

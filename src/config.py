@@ -14,24 +14,15 @@ from typing import Any
 
 import yaml
 
-BASELINES = ("nearest", "bilinear", "bicubic")
+from src.architectures import ARCHITECTURES
+from src.errors import ParamsError
+
+BASELINES = ("nearest", "bilinear", "bicubic")  # the fixed interpolations evaluated beside the models
 SCHEDULES = ("constant", "onecycle", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 AUTO = "auto"  # a speed option chosen per device type and architecture (src/devices.py)
-# Architectures and the constructor options each accepts, with their lower bound: the single list
-# every other one (models.MODELS, params.yaml, dvc.yaml) is checked against.
-ARCHITECTURES: dict[str, dict[str, int]] = {
-    "fc": {},
-    "conv": {},
-    "resnet": {},
-    "sr": {"width": 1, "depth": 0},
-}
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
-
-
-class ParamsError(ValueError):
-    """An invalid value or key in params.yaml."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,12 +159,13 @@ def _build_models(raw: Any, shared: TrainParams) -> dict[str, ModelParams]:
         overrides = entry.pop("train", None)
         options = {}
         for name, value in entry.items():
-            if name not in ARCHITECTURES[arch]:
-                allowed = ", ".join(["train", *ARCHITECTURES[arch]])
+            bounds = ARCHITECTURES[arch].options
+            if name not in bounds:
+                allowed = ", ".join(["train", *bounds])
                 raise ParamsError(
                     f"params.yaml: unknown key models.{arch}.{name}; allowed keys in models.{arch}: {allowed}"
                 )
-            low = ARCHITECTURES[arch][name]
+            low = bounds[name]
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise _fail(f"models.{arch}.{name}", value, f"an integer >= {low}")
             options[name] = value

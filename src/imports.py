@@ -1,8 +1,7 @@
-"""The project's own source files a module runs: the walk behind dvc.yaml's code deps and the checkpoint fingerprint."""
+"""The project's own source files a module runs: the walk behind dvc.yaml's code deps and the source digest."""
 from __future__ import annotations
 
 import ast
-import hashlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,13 +21,6 @@ def project_imports(module: str, root: Path = ROOT) -> list[str]:
             if isinstance(node, ast.Import):
                 todo += [a.name for a in node.names if a.name.split(".")[0] in PACKAGES]
             elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
-                todo.append(node.module)
+                # `from src import paths` names a module; `from src.x import f` a name in one (skipped above)
+                todo += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
     return sorted(seen)
-
-
-def source_digest(module: str, root: Path = ROOT) -> str:
-    """sha256 over the paths and contents of `project_imports(module)`: changes with any code the module runs."""
-    digest = hashlib.sha256()
-    for path in project_imports(module, root):
-        digest.update(path.encode() + b"\0" + (root / path).read_bytes() + b"\0")
-    return digest.hexdigest()

@@ -19,7 +19,8 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from src.pairs import HIGH_SIZE, LOW_SIZE, to_float
+from src.metrics import mse, psnr
+from src.pairs import HIGH_SIZE, LOW_SIZE, Pairs, to_float
 
 
 @torch.no_grad()
@@ -67,3 +68,25 @@ def project_consistent(pred: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
     p = a.T @ torch.linalg.inv(a @ a.T)
     residual = low - a @ pred @ a.T
     return (pred + p @ residual @ p.T).clamp_(0, 1)
+
+
+def refined_prediction(model: nn.Module, test: Pairs, batch_size: int, ensemble: bool, consistency: bool,
+                       desc: str) -> tuple[torch.Tensor, dict[str, float]]:
+    """The prediction with the chosen refinements, and the PSNR gain of each on `test`.
+
+    Both refinements are measured every time (their gains in dB over the plain prediction);
+    `ensemble` and `consistency` choose which ones the returned prediction uses.
+    """
+    low = test.low.to(next(model.parameters()).device)
+    plain = predict(model, low, batch_size, desc=desc)
+    ensembled = predict(model, low, batch_size, self_ensemble, desc=f"{desc} x8 ensemble")
+    base_psnr = psnr(mse(plain, test.high))
+    gain = lambda p: psnr(mse(p, test.high)) - base_psnr  # noqa: E731
+    gains = {
+        "self_ensemble_gain_db": gain(ensembled),
+        "consistency_gain_db": gain(project_consistent(plain, to_float(test.low))),
+    }
+    pred = ensembled if ensemble else plain
+    if consistency:
+        pred = project_consistent(pred, to_float(test.low))
+    return pred, gains

@@ -13,9 +13,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from src.config import BASELINES
 from src.pairs import HIGH_SIZE, to_float
-
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
 def psnr(mse: float) -> float:
@@ -25,8 +24,8 @@ def psnr(mse: float) -> float:
 
 def interpolate(low: torch.Tensor, mode: str) -> torch.Tensor:
     """Upscale uint8 (N,3,8,8) images to 32x32 with a fixed interpolation, clamped to [0, 1]."""
-    if mode not in INTERPOLATIONS:
-        raise ValueError(f"unknown interpolation {mode!r}; allowed: {', '.join(INTERPOLATIONS)}")
+    if mode not in BASELINES:
+        raise ValueError(f"unknown interpolation {mode!r}; allowed: {', '.join(BASELINES)}")
     align = None if mode == "nearest" else False
     out = F.interpolate(to_float(low), size=HIGH_SIZE, mode=mode, align_corners=align)
     return out.clamp_(0, 1)

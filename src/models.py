@@ -1,4 +1,4 @@
-"""The architectures, as plain nn.Modules, and a registry by name.
+"""The architectures, as plain nn.Modules, built by name from their descriptions (`src/architectures.py`).
 
 Every model maps a float batch (N, 3, 8, 8) in [0, 1] to (N, 3, 32, 32). The first three are
 the tutorial's encoder-decoders, layer for layer; `SRResNet` is this project's super-resolution
@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
+
+from src.architectures import ARCHITECTURES
 
 
 class FC(nn.Module):
@@ -108,14 +110,11 @@ class SRResNet(nn.Module):
         return base + self.upsample(self.tail(features))
 
 
-MODELS: dict[str, type[nn.Module]] = {"fc": FC, "conv": Conv, "resnet": ResNet, "sr": SRResNet}
-
-
 def build_model(arch: str, **options: int) -> nn.Module:
-    """Instantiate architecture `arch` with its options from params.yaml."""
-    if arch not in MODELS:
-        raise ValueError(f"unknown architecture {arch!r}; allowed: {', '.join(MODELS)}")
-    return MODELS[arch](**options)
+    """Instantiate architecture `arch` (its class named in `ARCHITECTURES`) with its options from params.yaml."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; allowed: {', '.join(ARCHITECTURES)}")
+    return globals()[ARCHITECTURES[arch].model](**options)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -6,6 +6,7 @@ takes a quarter of float32's space (184 MB for all 60k pairs) and is converted p
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -14,10 +15,13 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
+from src import paths
 from src.atomic import torch_save
+from src.config import check_limit
 
 LOW_SIZE = 8
 HIGH_SIZE = 32
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")  # label order
 
 
 @dataclass(frozen=True)
@@ -76,3 +80,12 @@ def load_pairs(path: str | os.PathLike) -> Pairs:
         if t.dtype != torch.uint8 or tuple(t.shape) != shape:
             raise ValueError(f"{path}: {name} must be uint8 {shape}, got {t.dtype} {tuple(t.shape)}")
     return pairs
+
+
+def load_split(split: str, limit: int) -> Pairs:
+    """The first `limit` pairs of a prepared split (0: all), checked against its size before loading.
+
+    `limit` is `data.train_images` or `data.test_images`; more than the split holds is a ParamsError.
+    """
+    size = json.loads(paths.PREPARED_INFO.read_text())[split]
+    return load_pairs(paths.prepared_split(split)).head(check_limit(f"data.{split}_images", limit, size))

@@ -6,8 +6,6 @@ seeded generator that shuffles anew every epoch.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
 from collections.abc import Callable
@@ -22,51 +20,27 @@ from tqdm import tqdm
 from src.atomic import torch_save
 from src.config import TrainParams
 from src.conv_cropping import crop_dead_taps
-from src.devices import SPEED_OPTIONS, check_speed_options, require_resolved, resolve_device, resolve_speed_options
+from src.devices import SpeedOptions, resolve_speed_options
+from src.hardware import Machine, cores, default_threads, detect_machine, queue_workers, resolve_device
 from src.pairs import Pairs, to_float
 
 
-def queue_workers(proc: Path = Path("/proc")) -> int:
-    """How many `dvc exp queue-worker` processes run on this machine (Linux /proc; 0 elsewhere).
-
-    `dvc queue start -j N` starts N such workers, each running one training at a time.
-    """
-    count = 0
-    for cmdline in proc.glob("[0-9]*/cmdline"):
-        try:
-            count += b"queue-worker" in cmdline.read_bytes().split(b"\0")
-        except OSError:  # the process ended while we looked
-            pass
-    return count
-
-
-def default_threads(cores: int, workers: int) -> int:
-    """An equal share of the cores per concurrent job, so that N queued trainings never oversubscribe."""
-    return max(1, cores // max(1, workers))
-
-
-def setup_run(train: TrainParams, arch: str) -> tuple[torch.device, TrainParams]:
+def setup_run(train: TrainParams, arch: str) -> tuple[torch.device, Machine, SpeedOptions]:
     """Seed every RNG, fix the thread count, request deterministic kernels.
 
-    Returns the device and `train` with its `auto` speed options resolved for that device and
+    Returns the device, what its hardware can do, and the speed options resolved for it and
     `arch`. `train.threads: 0` means cores / running queue workers: all cores for a plain `dvc repro`.
     """
     device = resolve_device(train.device)
-    train = resolve_speed_options(train, arch, device.type)
-    check_speed_options(device, train)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(train.threads or default_threads(cores, queue_workers()))
+    machine = detect_machine(device)
+    options = resolve_speed_options(train, arch, machine)
+    torch.set_num_threads(train.threads or default_threads(cores(), queue_workers()))
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     torch.use_deterministic_algorithms(True, warn_only=True)
     random.seed(train.seed)
     np.random.seed(train.seed)
     torch.manual_seed(train.seed)
-    return device, train
-
-
-def fingerprint(*parts: Any) -> str:
-    """A stable hash of JSON-serialisable parts (params, versions, data digests)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return device, machine, options
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, lr: float, total_steps: int):
@@ -75,33 +49,33 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, lr: float, t
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps)
     if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if schedule == "constant":
+        return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    raise ValueError(f"unknown schedule {schedule!r}; allowed: constant, onecycle, cosine")
 
 
-def prepare_model(model: nn.Module, params: TrainParams, example: torch.Tensor) -> torch.optim.Optimizer:
-    """Apply the resolved speed options of `params` to `model` (inputs shaped like `example`); return its Adam.
+def prepare_model(model: nn.Module, options: SpeedOptions, lr: float, example: torch.Tensor) -> torch.optim.Optimizer:
+    """Apply the speed `options` to `model` (inputs shaped like `example`); return its Adam at `lr`.
 
     None of them changes the maths beyond float rounding.
     """
-    require_resolved(params, "channels_last", "fused_adam", "crop_dead_taps")
-    if params.channels_last:  # faster oneDNN convolutions on CPU
+    if options.channels_last:  # faster oneDNN convolutions on CPU
         model.to(memory_format=torch.channels_last)
     # ResNet's layers on 1x1 and 2x2 maps compute, and train, only the kernel taps that meet data
-    live = crop_dead_taps(model, example) if params.crop_dead_taps else {}
+    live = crop_dead_taps(model, example) if options.crop_dead_taps else {}
     # fused: one kernel per step instead of ~10 per tensor; same update rule
-    return torch.optim.Adam([live.get(p, p) for p in model.parameters()], lr=params.lr, fused=params.fused_adam)
+    return torch.optim.Adam([live.get(p, p) for p in model.parameters()], lr=lr, fused=options.fused_adam)
 
 
-def compiled(model: nn.Module, params: TrainParams, device_type: str) -> nn.Module:
-    """`model`, or with `params.compile` a `torch.compile` of it that shares its weights.
+def compiled(model: nn.Module, options: SpeedOptions, device_type: str) -> nn.Module:
+    """`model`, or with `options.compile` a `torch.compile` of it that shares its weights.
 
     On CUDA the mode is "reduce-overhead": each graph's forward and backward replay as CUDA
     graphs, one launch instead of hundreds per step. Shapes stay static (`dynamic=False`), so the
     last, smaller batch and the test pass get graphs of their own and no step is dropped.
     Checkpoints save `model` itself, whose keys do not change.
     """
-    require_resolved(params, "compile")
-    if not params.compile:
+    if not options.compile:
         return model
     return torch.compile(model, mode="reduce-overhead" if device_type == "cuda" else None, dynamic=False)
 
@@ -125,11 +99,11 @@ def train_one_epoch(
     """
     model.train()
     device = data.low.device
-    order = torch.randperm(len(data), generator=generator).to(device)
-    # Summed on the device and read once per epoch: a read per step would stall a GPU every step.
-    # In float64, as Python floats summed it before: the same numbers on the CPU.
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    for idx in tqdm(order.split(batch_size), desc=desc, leave=False, disable=None):
+    batches = torch.randperm(len(data), generator=generator).to(device).split(batch_size)
+    # Kept on the device and read once per epoch (a read per step would stall a GPU every step),
+    # in float32: MPS has no float64. The weighted sum is taken on the host in Python floats.
+    losses = torch.empty(len(batches), device=device)
+    for i, idx in enumerate(tqdm(batches, desc=desc, leave=False, disable=None)):
         low, high = to_float(data.low[idx]), to_float(data.high[idx])
         if augment:
             low, high = dihedral(low, high, generator)
@@ -140,8 +114,13 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         scheduler.step()
-        total += loss.detach().double() * len(idx)
-    return total.item() / len(data)
+        losses[i] = loss.detach()
+    return weighted_sum(losses, [len(idx) for idx in batches]) / len(data)
+
+
+def weighted_sum(values: torch.Tensor, weights: list[int]) -> float:
+    """sum(values[i] * weights[i]) in double precision on the host, from one copy of `values`."""
+    return sum(value * weight for value, weight in zip(values.tolist(), weights, strict=True))
 
 
 def dihedral(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,12 +138,13 @@ def evaluate_mse(model: nn.Module, data: Pairs, batch_size: int, bf16: bool = Fa
     summed in fp32.
     """
     model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=data.low.device)  # read once, not per batch
-    for low, high in zip(data.low.split(batch_size), data.high.split(batch_size), strict=True):
+    batches = list(zip(data.low.split(batch_size), data.high.split(batch_size), strict=True))
+    sums = torch.empty(len(batches), device=data.low.device)  # float32, read once, as in training
+    for i, (low, high) in enumerate(batches):
         with torch.autocast(low.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(to_float(low))
-        total += nn.functional.mse_loss(out.float().clamp_(0, 1), to_float(high), reduction="sum").double()
-    return total.item() / data.high.numel()
+        sums[i] = nn.functional.mse_loss(out.float().clamp_(0, 1), to_float(high), reduction="sum")
+    return weighted_sum(sums, [1] * len(batches)) / data.high.numel()
 
 
 def _rng_state() -> dict[str, Any]:
@@ -201,20 +181,21 @@ def fit(
     train: Pairs,
     test: Pairs,
     params: TrainParams,
+    options: SpeedOptions,
     checkpoint: Path,
     run_fingerprint: str,
     name: str,
     on_epoch: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Train for `params.epochs`, logging train and test MSE per epoch; resume from `checkpoint`.
+    """Train for `params.epochs` with the speed `options`, logging train and test MSE per epoch; resume from
+    `checkpoint`.
 
     After each epoch the model, optimizer, scheduler, epoch, log and every RNG state are saved
     atomically, so a killed run continues from its last completed epoch and ends with the same
     weights as an uninterrupted one. `on_epoch`, if given, then receives the log so far.
     """
-    require_resolved(params, *SPEED_OPTIONS)
-    optimizer = prepare_model(model, params, to_float(train.low[:1]))
-    runner = compiled(model, params, train.low.device.type)  # `model` itself unless params.compile
+    optimizer = prepare_model(model, options, params.lr, to_float(train.low[:1]))
+    runner = compiled(model, options, train.low.device.type)  # `model` itself unless options.compile
     steps = params.epochs * -(-len(train) // params.batch_size)
     scheduler = make_scheduler(optimizer, params.schedule, params.lr, steps)
     generator = torch.Generator().manual_seed(params.seed)
@@ -228,7 +209,7 @@ def fit(
         _set_rng_state(state["rng"])
         log = state["log"]
         print(f"{name}: resuming after epoch {len(log)} from {checkpoint}")
-    bf16 = params.precision == "bf16"
+    bf16 = options.bf16
     for epoch in range(len(log) + 1, params.epochs + 1):
         train_mse = train_one_epoch(
             runner, optimizer, scheduler, train, params.batch_size, generator,

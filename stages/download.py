@@ -6,9 +6,10 @@ official archive, CIFAR10_MD5: the archive's content hash still lands in dvc.loc
 """
 import os
 
+from src import paths
 from src.archive import download
-from src.cli import RAW_ARCHIVE, run_stage
 from src.config import load_params, parse_params
+from src.stage import run_stage
 
 
 def main() -> str:
@@ -17,9 +18,9 @@ def main() -> str:
     if url or md5:  # validated exactly like the params they replace
         override = {"url": url or source.url, "md5": md5 or source.md5}
         source = parse_params({"download": override}).download
-    download(source.url, source.md5, RAW_ARCHIVE)
-    size_mb = RAW_ARCHIVE.stat().st_size / 1e6
-    return f"download: {source.url} -> {RAW_ARCHIVE} ({size_mb:.1f} MB), md5 {source.md5} verified"
+    download(source.url, source.md5, paths.RAW_ARCHIVE)
+    size_mb = paths.RAW_ARCHIVE.stat().st_size / 1e6
+    return f"download: {source.url} -> {paths.RAW_ARCHIVE} ({size_mb:.1f} MB), md5 {source.md5} verified"
 
 
 if __name__ == "__main__":

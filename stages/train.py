@@ -3,64 +3,67 @@
 Usage: python -m stages.train ARCH
 
 The log and the run info are rewritten after every epoch, so `dvc plots show` follows a running
-training.
+training. The run info (`models/ARCH.json`, committed to git) names the machine, the resolved
+speed options, the threads, the stage's wall time and the training throughput.
 """
-import sys
-from pathlib import Path
+import dataclasses
+import time
 
 import pandas as pd
 import torch
 
-from src.archive import file_md5
-from src.atomic import torch_save, write_json, write_text
-from src.cli import PREPARED, run_stage, split_sizes
-from src.config import ParamsError, check_limit, load_params
-from src.environment import environment
-from src.imports import source_digest
+from src import paths
+from src.architectures import ARCHITECTURES
+from src.atomic import write_json, write_text
+from src.config import load_params
 from src.models import build_model, count_parameters
-from src.pairs import load_pairs
-from src.training import fingerprint, fit, setup_run
+from src.pairs import load_split
+from src.provenance import environment, file_md5, fingerprint, source_digest
+from src.stage import run_stage, stage_argument
+from src.trained import save_weights
+from src.training import fit, setup_run
 
 
 def main() -> str:
-    arch = sys.argv[1] if len(sys.argv) > 1 else ""
+    start = time.perf_counter()
+    arch = stage_argument("architecture", ARCHITECTURES)
     params = load_params()
-    if arch not in params.models:
-        raise ParamsError(f"unknown architecture {arch!r}; allowed: {', '.join(params.models)}")
     config = params.models[arch]
-    sizes = split_sizes()
-    n_train = check_limit("data.train_images", params.data.train_images, sizes["train"])
-    n_test = check_limit("data.test_images", params.data.test_images, sizes["test"])
-    device, train_params = setup_run(config.train, arch)  # validates the device before any data is loaded
-
-    train = load_pairs(PREPARED / "train.pt").head(n_train).to(device)
-    test = load_pairs(PREPARED / "test.pt").head(n_test).to(device)
+    device, machine, options = setup_run(config.train, arch)  # validates the device before any data is loaded
+    train = load_split("train", params.data.train_images).to(device)
+    test = load_split("test", params.data.test_images).to(device)
     model = build_model(arch, **config.options).to(device)
-    # The checkpoint is reused only by a run with the same params, data, code and torch.
+    # The checkpoint is reused only by a run with the same params, options, data, code and torch.
     run_id = fingerprint(
-        arch, config.options, train_params, params.data, torch.__version__, torch.get_num_threads(), str(device),
-        file_md5(PREPARED / "train.pt"), file_md5(PREPARED / "test.pt"),
+        arch, config.options, config.train, options.values(), params.data, torch.__version__, torch.get_num_threads(),
+        str(device), file_md5(paths.prepared_split("train")), file_md5(paths.prepared_split("test")),
         source_digest("stages.train"),  # every project file this stage runs
     )
     info = {
-        "arch": arch, "parameters": count_parameters(model), "train_images": n_train,
-        "device": str(device), "threads": torch.get_num_threads(),
-        # the speed options this run used, after `auto` was resolved for the device
-        "precision": train_params.precision, "channels_last": train_params.channels_last,
-        "fused_adam": train_params.fused_adam, "crop_dead_taps": train_params.crop_dead_taps,
-        "compile": train_params.compile,
+        "arch": arch, "parameters": count_parameters(model), "train_images": len(train),
+        "machine": dataclasses.asdict(machine), "threads": torch.get_num_threads(),
+        "options": options.values(),  # the speed options this run used, after `auto` was resolved
         "environment": environment(),
     }
+    trained = []  # the epochs this process trained (a resumed run skips the earlier ones)
 
     def write_progress(log: list[dict[str, float]]) -> None:
-        write_text(f"plots/curves/{arch}.csv", pd.DataFrame(log).to_csv(index=False))
-        write_json(f"models/{arch}.json", {**info, "epochs": len(log)})
+        trained.append(len(log))
+        write_text(paths.curves(arch), pd.DataFrame(log).to_csv(index=False))
+        write_json(paths.run_info(arch), {**info, "epochs": len(log)})
 
-    checkpoint = Path(f"checkpoints/{arch}.pt")
-    log = fit(model, train, test, train_params, checkpoint, run_id, f"train@{arch}", write_progress)
-    write_progress(log)  # also when a resumed run had no epoch left to train
-    torch_save(f"models/{arch}.pt", model.state_dict())
-    checkpoint.unlink(missing_ok=True)  # only an interrupted run leaves one to resume from
+    fit_start = time.perf_counter()
+    log = fit(model, train, test, config.train, options, paths.checkpoint(arch), run_id, f"train@{arch}",
+              write_progress)
+    fit_seconds = time.perf_counter() - fit_start
+    write_text(paths.curves(arch), pd.DataFrame(log).to_csv(index=False))  # also when no epoch was left to train
+    save_weights(paths.weights(arch), arch, config.options, model)
+    write_json(paths.run_info(arch), {
+        **info, "epochs": len(log), "stage_wall_seconds": round(time.perf_counter() - start, 1),
+        # over the epochs this process ran, their per-epoch test pass and checkpoint included
+        "train_images_per_second": round(len(train) * len(trained) / fit_seconds, 1) if trained else None,
+    })
+    paths.checkpoint(arch).unlink(missing_ok=True)  # only an interrupted run leaves one to resume from
     return f"train@{arch}: {len(log)} epochs, test MSE {log[-1]['test_mse']:.5f}"
 
 

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from cifar_fixture import PREFIX, batch_bytes, smooth_images, write_archive
 
-from src.archive import ALLOWED_GLOBALS, ArchiveError, download, file_md5, load_batch, read_archive
+from src.archive import ALLOWED_GLOBALS, download, load_batch, read_archive
+from src.errors import ArchiveError
+from src.provenance import file_md5
 
 
 def test_reads_both_splits(tiny_archive):

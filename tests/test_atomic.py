@@ -46,8 +46,8 @@ def test_torch_files_are_byte_identical_and_readable_by_others(tmp_path):
 
     import torch
 
-    from src.archive import file_md5
     from src.atomic import torch_save
+    from src.provenance import file_md5
 
     state = {"w": torch.arange(12.0).reshape(3, 4)}
     torch_save(tmp_path / "a.pt", state)
@@ -64,7 +64,7 @@ def test_full_disk_in_a_stage_is_one_line_naming_the_file(tmp_path, capsys, monk
     import torch
 
     from src.atomic import torch_save
-    from src.cli import run_stage
+    from src.stage import run_stage
 
     def save_on_a_full_disk(obj, f):
         f.write(b"partial")

@@ -3,8 +3,8 @@ import copy
 import pytest
 import torch
 
-from src.config import TrainParams
 from src.conv_cropping import axis_geometry, crop_dead_taps, live_taps, live_transposed_taps
+from src.devices import SpeedOptions
 from src.models import build_model
 from src.training import prepare_model
 
@@ -84,9 +84,9 @@ def test_cropped_resnet_trains_exactly_like_the_full_one():
     full = build_model("resnet").double()
     cropped = copy.deepcopy(full)
     initial = {k: v.clone() for k, v in full.state_dict().items()}
-    options = dict(lr=1e-3, channels_last=False, fused_adam=False)
-    full_adam = prepare_model(full, TrainParams(**options, crop_dead_taps=False), torch.rand(1, 3, 8, 8))
-    cropped_adam = prepare_model(cropped, TrainParams(**options, crop_dead_taps=True),
+    options = dict(precision="fp32", channels_last=False, fused_adam=False, compile=False)
+    full_adam = prepare_model(full, SpeedOptions(**options, crop_dead_taps=False), 1e-3, torch.rand(1, 3, 8, 8))
+    cropped_adam = prepare_model(cropped, SpeedOptions(**options, crop_dead_taps=True), 1e-3,
                                  torch.rand(1, 3, 8, 8, dtype=torch.float64))
     # BN stats untouched too
     assert torch.equal(cropped.state_dict()["encoder.7.0.conv2.weight"], initial["encoder.7.0.conv2.weight"])
@@ -114,8 +114,8 @@ def test_models_without_dead_taps_are_left_alone(arch):
 
 def test_prepare_model_trains_contiguous_live_taps_in_place_of_nine_full_weights():
     model = build_model("resnet")
-    options = TrainParams(channels_last=True, fused_adam=True, crop_dead_taps=True)
-    adam = prepare_model(model, options, torch.rand(1, 3, 8, 8))
+    options = SpeedOptions("fp32", channels_last=True, fused_adam=True, crop_dead_taps=True, compile=False)
+    adam = prepare_model(model, options, 1e-3, torch.rand(1, 3, 8, 8))
     trained, registered = adam.param_groups[0]["params"], list(model.parameters())
     replaced = [p for p in registered if not any(p is q for q in trained)]
     live = [p for p in trained if not any(p is q for q in registered)]

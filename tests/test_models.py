@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.models import MODELS, SRResNet, build_model, count_parameters
+from src.architectures import ARCHITECTURES
+from src.models import SRResNet, build_model, count_parameters
 
 
 def linear(i, o):
@@ -33,7 +34,7 @@ EXPECTED_PARAMETERS = {
 }
 
 
-@pytest.mark.parametrize("arch", list(MODELS))
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_output_shape_and_range(arch):
     torch.manual_seed(0)
     model = build_model(arch).eval()
@@ -43,7 +44,7 @@ def test_output_shape_and_range(arch):
         assert 0 <= out.min() and out.max() <= 1
 
 
-@pytest.mark.parametrize("arch", list(MODELS))
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_parameter_count(arch):
     assert count_parameters(build_model(arch)) == EXPECTED_PARAMETERS[arch]
 

@@ -14,10 +14,11 @@ import torch
 import yaml
 from cifar_fixture import write_archive
 
-from src.archive import file_md5
+from src.hardware import detect_machine
+from src.provenance import file_md5
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["src", "stages", "dvc.yaml", "params.yaml", ".gitignore"]
+PROJECT_FILES = ["src", "stages", "dvc.yaml", "params.yaml", ".gitignore", "models/.gitignore"]
 NAMES = ["fc", "conv", "resnet", "sr", "nearest", "bilinear", "bicubic"]
 KEEP = r"Experiment|train\.lr|metrics/(fc|conv|resnet|sr)\.json:test\.psnr$"  # as in the README
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": "",
@@ -55,6 +56,7 @@ def make_repo(base: Path) -> Path:
     repo.mkdir()
     for name in PROJECT_FILES:
         src = ROOT / name
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
          if src.is_dir() else shutil.copy(src, repo / name))
     sh(repo, "git", "init", "-q")
@@ -107,6 +109,9 @@ STATUS_TABLE = [
     ("src/conv_cropping.py", ALL_TRAIN),  # only training crops dead taps; evaluation runs the plain layers
     ("src/models.py", ALL_TRAIN | ALL_EVALUATE | {"compare"}),
     ("src/figures.py", ALL_EVALUATE | ALL_BASELINES | {"compare", "prepare"}),
+    ("src/archive.py", {"download", "prepare"}),  # the unpickler: nothing downstream of an unchanged archive
+    ("src/devices.py", ALL_TRAIN),  # the `auto` table: training only, not the evaluations
+    ("src/paths.py", {"download", "prepare"} | ALL_TRAIN | ALL_EVALUATE | ALL_BASELINES | {"compare"}),
 ]
 
 
@@ -132,9 +137,16 @@ def test_metrics_show_has_a_row_per_model_and_only_metrics_as_columns(repo):
                               "model.parameters", "test.gain_over_bicubic_db", "test.mse", "test.psnr",
                               "test.psnr_per_image", "test.ssim"]
     assert [row.split()[0] for row in rows] == [f"metrics/{name}.json" for name in NAMES]
-    assert "models/" not in out  # run info is recorded (models/ARCH.json, in dvc.lock), not a metric
+    assert "models/" not in out  # run info is recorded (models/ARCH.json, in git), not a metric
+    tracked = sh(repo, "git", "ls-files", "models").stdout.split()
+    assert {f"models/{a}.json" for a in NAMES[:4]} <= set(tracked) and "models/sr.pt" not in tracked
     info = json.loads((repo / "models/sr.json").read_text())
-    assert info["precision"] == "bf16" and info["environment"]["torch"] == torch.__version__
+    machine = detect_machine(torch.device("cpu"))
+    assert info["machine"]["cpu_model"] == machine.cpu_model and info["machine"]["cores"] == machine.cores
+    assert info["machine"]["cpu_capability"] == machine.cpu_capability and info["threads"] == 1
+    assert info["options"]["precision"] == ("bf16" if machine.cpu_bf16 else "fp32")
+    assert info["stage_wall_seconds"] > 0 and info["train_images_per_second"] > 0
+    assert info["environment"]["torch"] == torch.__version__
 
 
 def test_plots_colour_the_architectures_apart(repo):
@@ -299,3 +311,27 @@ def test_killed_training_resumes_to_the_uninterrupted_result(repo):
     fresh_weights = torch.load(repo / "models/resnet.pt", weights_only=True)
     assert all(torch.equal(resumed_weights[k], fresh_weights[k]) for k in fresh_weights)
     assert {p: (repo / p).read_bytes() for p in resumed_files} == resumed_files  # bit-identical
+
+
+def test_ci_short_pipeline_runs_in_a_fresh_clone_and_leaves_it_as_it_was(repo, tmp_path):
+    """`.ci/short-pipeline` as CI runs it: a fresh clone (no DVC cache of the committed results), the archive
+    through CIFAR10_URL, two short experiments; exit code 0, both files, the workspace unchanged."""
+    shutil.copytree(ROOT / ".ci", repo / ".ci")
+    sh(repo, "git", "add", ".ci")
+    sh(repo, "git", "commit", "-qm", "ci")
+    fresh = tmp_path / "fresh"
+    sh(tmp_path, "git", "clone", "-q", str(repo), str(fresh))
+    sh(fresh, "git", "config", "user.email", "ci@example.com")
+    sh(fresh, "git", "config", "user.name", "CI")
+    archive = repo.parent / "tiny.tar.gz"
+    env = {**ENV, "CIFAR10_URL": str(archive), "CIFAR10_MD5": file_md5(archive),
+           "CI_SHORT_PARAMS": "data.train_images=100 data.test_images=50 train.epochs=1 models.sr.train.epochs=1"}
+    result = subprocess.run(["bash", ".ci/short-pipeline", "HEAD~1", "out"], cwd=fresh, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    diff = (fresh / "out/metrics-diff.md").read_text()
+    assert "| Path " in diff and "metrics/sr.json" in diff and "test.mse" in diff
+    assert (fresh / "out/grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (fresh / "out/grid.png").stat().st_size > 10_000
+    status = sh(fresh, "git", "status", "--porcelain", "--untracked-files=no").stdout
+    assert status == "" and sh(fresh, "git", "rev-parse", "--abbrev-ref", "HEAD").stdout.strip() != "HEAD"

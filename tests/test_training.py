@@ -9,11 +9,14 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
+import src.hardware as hardware
 import src.training as training
 from src.config import TrainParams
+from src.devices import SpeedOptions
 from src.models import build_model
 from src.pairs import make_pairs
-from src.training import fingerprint, fit, setup_run
+from src.provenance import fingerprint
+from src.training import fit, setup_run
 
 PARAMS = TrainParams(epochs=3, batch_size=16, lr=1e-3, seed=0, device="cpu", threads=1)
 
@@ -27,9 +30,9 @@ def data():
 
 
 def run(data, checkpoint, params=PARAMS, arch="conv"):
-    _, params = setup_run(params, arch)
+    _, _, options = setup_run(params, arch)
     model = build_model(arch)
-    log = fit(model, data[0], data[1], params, checkpoint, fingerprint(params), arch)
+    log = fit(model, data[0], data[1], params, options, checkpoint, fingerprint(params, options.values()), arch)
     return model.state_dict(), log
 
 
@@ -109,11 +112,11 @@ def test_bf16_training_runs_and_stays_close(data, tmp_path):
 @pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
 def test_per_epoch_test_pass_runs_at_the_training_precision(precision, dtype, data, tmp_path):
     params = dataclasses.replace(PARAMS, epochs=1, precision=precision, crop_dead_taps=False)  # no extra fp32 pass
-    _, params = setup_run(params, "conv")
+    _, _, options = setup_run(params, "conv")
     model = build_model("conv")
     seen = []  # (training mode, output dtype) of the first conv at every call
     model.encoder[0].register_forward_hook(lambda m, args, out: seen.append((m.training, out.dtype)))
-    fit(model, data[0], data[1], params, tmp_path / "ckpt.pt", fingerprint(params), "conv")
+    fit(model, data[0], data[1], params, options, tmp_path / "ckpt.pt", fingerprint(params), "conv")
     assert {d for training_mode, d in seen if not training_mode} == {dtype}
 
 
@@ -169,21 +172,26 @@ def test_compiled_training_matches_eager_and_checkpoints_the_plain_model(data, m
         assert row == pytest.approx(eager_row, rel=1e-4)
 
 
-def test_compile_on_cuda_captures_cuda_graphs_and_needs_resolving(monkeypatch):
+def test_compile_on_cuda_captures_cuda_graphs(monkeypatch):
     calls = []
     monkeypatch.setattr(training.torch, "compile", lambda model, **k: calls.append(k) or model)
     model = build_model("fc")
-    assert training.compiled(model, dataclasses.replace(PARAMS, compile=False), "cuda") is model
-    training.compiled(model, dataclasses.replace(PARAMS, compile=True), "cuda")
+    options = SpeedOptions("fp32", True, True, False, compile=False)
+    assert training.compiled(model, options, "cuda") is model
+    training.compiled(model, dataclasses.replace(options, compile=True), "cuda")
     assert calls == [{"mode": "reduce-overhead", "dynamic": False}]
-    with pytest.raises(ValueError, match="still auto: compile;"):
-        training.compiled(model, PARAMS, "cuda")
+
+
+def test_an_unknown_schedule_is_refused_not_read_as_constant():
+    optimizer = torch.optim.Adam(build_model("fc").parameters())
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        training.make_scheduler(optimizer, "linear", 1e-3, 10)
 
 
 @pytest.mark.parametrize("cores, workers, threads",
                          [(2, 0, 2), (2, 1, 2), (2, 2, 1), (2, 3, 1), (16, 4, 4), (16, 3, 5)])
 def test_default_threads_share_the_cores_between_queue_workers(cores, workers, threads):
-    assert training.default_threads(cores, workers) == threads
+    assert hardware.default_threads(cores, workers) == threads
 
 
 def test_queue_workers_counts_dvc_queue_worker_processes(tmp_path):
@@ -196,18 +204,18 @@ def test_queue_workers_counts_dvc_queue_worker_processes(tmp_path):
     process(21, "/venv/bin/python", "/venv/bin/dvc", "exp", "queue-worker", "dvc-exp-3f2a1b-2@localhost")
     process(30, "python", "-m", "stages.train", "queue-workers")  # an argument only resembling the name
     (tmp_path / "self").mkdir()
-    assert training.queue_workers(tmp_path) == 2
-    assert training.queue_workers(tmp_path / "missing") == 0
+    assert hardware.queue_workers(tmp_path) == 2
+    assert hardware.queue_workers(tmp_path / "missing") == 0
 
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
 def test_queue_workers_sees_a_real_process():
-    before = training.queue_workers()
+    before = hardware.queue_workers()
     worker = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)", "exp", "queue-worker", "x@localhost"])
     try:
         time.sleep(0.2)
-        assert training.queue_workers() == before + 1
+        assert hardware.queue_workers() == before + 1
     finally:
         worker.kill()
         worker.wait()

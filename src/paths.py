@@ -1,0 +1,55 @@
+"""Every file the pipeline reads and writes, relative to the repository root (torch-free).
+
+Functions take a name so that `src/pipeline.py` can pass DVC's `${key}` and get the templated path.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+RAW_ARCHIVE = Path("data/raw/cifar-10-python.tar.gz")
+PREPARED = Path("data/prepared")
+PREPARED_INFO = PREPARED / "info.json"  # the number of pairs per split
+CHECKPOINTS = Path("checkpoints")
+PAIRS_FIGURE = Path("plots/samples/pairs.png")
+GRID = Path("plots/compare/grid.png")
+CURVES_FIGURE = Path("plots/compare/curves.png")
+
+
+def prepared_split(split: str) -> Path:
+    """The paired tensors of one split ("train" or "test")."""
+    return PREPARED / f"{split}.pt"
+
+
+def weights(arch: str) -> Path:
+    """A trained model's weights (self-describing: architecture, options and tensors)."""
+    return Path(f"models/{arch}.pt")
+
+
+def run_info(arch: str) -> Path:
+    """What trained the model: machine, resolved options, threads, wall time (committed to git)."""
+    return Path(f"models/{arch}.json")
+
+
+def checkpoint(arch: str) -> Path:
+    """The resumable state of an interrupted training."""
+    return CHECKPOINTS / f"{arch}.pt"
+
+
+def curves(arch: str) -> Path:
+    """Train and test MSE per epoch."""
+    return Path(f"plots/curves/{arch}.csv")
+
+
+def metrics(name: str) -> Path:
+    """The test metrics of a model or baseline."""
+    return Path(f"metrics/{name}.json")
+
+
+def per_class(name: str) -> Path:
+    """PSNR per class against bicubic."""
+    return Path(f"plots/per_class/{name}.csv")
+
+
+def samples(name: str) -> Path:
+    """A figure of test images: input, original and this model's or baseline's output."""
+    return Path(f"plots/samples/{name}.png")
