@@ -30,7 +30,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,15 +37,19 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src.archive import read_archive  # noqa: E402
-from src.cli import PREPARED, RAW_ARCHIVE  # noqa: E402
-from src.config import ARCHITECTURES, Params, TrainParams, load_params  # noqa: E402
-from src.devices import resolve_speed_options  # noqa: E402
-from src.models import build_model  # noqa: E402
-from src.pairs import load_pairs, make_pairs, save_pairs, to_float  # noqa: E402
-from src.trained import load_trained  # noqa: E402
-from src.training import compiled, evaluate_mse, fit, make_scheduler, prepare_model, train_one_epoch  # noqa: E402
+from src import paths
+from src.architectures import ARCHITECTURES
+from src.archive import read_archive
+from src.config import ModelParams, TrainParams, load_params
+from src.devices import SpeedOptions, resolve_speed_options
+from src.hardware import detect_machine
+from src.models import build_model
+from src.pairs import load_pairs, make_pairs, save_pairs, to_float
+from src.timing import timed as timed_on
+from src.trained import load_trained
+from src.training import compiled, evaluate_mse, fit, make_scheduler, prepare_model, train_one_epoch
+
+CPU = torch.device("cpu")
 
 EPOCH = 50_000
 
@@ -66,9 +69,7 @@ class TutorialImages(Dataset):
 
 
 def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    return timed_on(CPU, fn)[0]
 
 
 def tutorial_data_epoch(high: torch.Tensor) -> float:
@@ -87,27 +88,42 @@ def our_data_epoch(pairs) -> float:
     return timed(run) * EPOCH / len(pairs)
 
 
-def cpu_params() -> Params:
-    """params.yaml with each model's `auto` speed options resolved as train@ARCH resolves them on the CPU."""
-    params = load_params()
-    models = {arch: dataclasses.replace(cfg, train=resolve_speed_options(cfg.train, arch, "cpu"))
-              for arch, cfg in params.models.items()}
-    return dataclasses.replace(params, models=models)
+@dataclasses.dataclass(frozen=True)
+class Adopted:
+    """One model's params.yaml settings and the speed options train@ARCH resolves for them on this CPU."""
+
+    config: ModelParams
+    speed: SpeedOptions
+
+    @property
+    def options(self) -> dict:
+        return dict(self.config.options)
+
+    @property
+    def train(self) -> TrainParams:
+        return self.config.train
 
 
-def make_model(arch: str, options: dict, train: TrainParams):
+def cpu_params() -> dict[str, Adopted]:
+    """Each model's params and its `auto` speed options as train@ARCH resolves them on this CPU."""
+    machine = detect_machine(CPU)
+    return {arch: Adopted(cfg, resolve_speed_options(cfg.train, arch, machine))
+            for arch, cfg in load_params().models.items()}
+
+
+def make_model(arch: str, options: dict, train: TrainParams, speed: SpeedOptions):
     model = build_model(arch, **options)
-    return model, prepare_model(model, train, torch.rand(1, 3, 8, 8))
+    return model, prepare_model(model, speed, train.lr, torch.rand(1, 3, 8, 8))
 
 
-def step_fn(arch: str, options: dict, train: TrainParams):
+def step_fn(arch: str, options: dict, train: TrainParams, speed: SpeedOptions):
     """One forward, backward and optimizer step on a batch already in memory as floats."""
-    model, opt = make_model(arch, options, train)
-    forward = compiled(model, train, "cpu")
+    model, opt = make_model(arch, options, train, speed)
+    forward = compiled(model, speed, "cpu")
     x, y = torch.rand(train.batch_size, 3, 8, 8), torch.rand(train.batch_size, 3, 32, 32)
 
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=train.precision == "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=speed.bf16):
             out = forward(x)
         loss = torch.nn.functional.mse_loss(out.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -131,7 +147,7 @@ def deterministic(step: Callable[[], None]) -> Callable[[], None]:
 
 def profile_rows(arch: str, cfg, n_ops: int = 8) -> list[tuple[str, str, str]]:
     """Where one adopted training step's CPU time goes: the top ops by self time, as shares."""
-    step = step_fn(arch, cfg.options, cfg.train)
+    step = step_fn(arch, cfg.options, cfg.train, cfg.speed)
     with torch.profiler.profile() as prof:
         for _ in range(5):
             step()
@@ -152,12 +168,12 @@ def race(steps: dict[str, Callable[[], None]], batch_size: int, n_images: int, r
     return {name: t * EPOCH / (per_round * batch_size) for name, t in best.items()}
 
 
-def real_epoch(arch: str, options: dict, train: TrainParams, pairs) -> float:
+def real_epoch(arch: str, options: dict, train: TrainParams, speed: SpeedOptions, pairs) -> float:
     """Our train stage's epoch function (data path, schedule, logging) on the same images."""
-    model, opt = make_model(arch, options, train)
+    model, opt = make_model(arch, options, train, speed)
     sched = make_scheduler(opt, train.schedule, train.lr, 10 * len(pairs))
     gen = torch.Generator().manual_seed(0)
-    options = dict(bf16=train.precision == "bf16", augment=train.augment)
+    options = dict(bf16=speed.bf16, augment=train.augment)
     train_one_epoch(model, opt, sched, pairs.head(train.batch_size), train.batch_size, gen, "warm-up", **options)
     seconds = timed(lambda: train_one_epoch(model, opt, sched, pairs, train.batch_size, gen, "bench", **options))
     return seconds * EPOCH / len(pairs)
@@ -165,8 +181,7 @@ def real_epoch(arch: str, options: dict, train: TrainParams, pairs) -> float:
 
 def speed_options(arch: str, cfg, n_images: int, rounds: int, compile_model: bool) -> list[tuple[str, str, str]]:
     """Pure-step time of each CPU speed option, alone and together, against eager fp32."""
-    eager = dataclasses.replace(cfg.train, precision="fp32", channels_last=False, fused_adam=False,
-                                crop_dead_taps=False)
+    eager = SpeedOptions("fp32", channels_last=False, fused_adam=False, crop_dead_taps=False, compile=False)
     variants = {
         "fp32 eager": eager,
         "channels_last": dataclasses.replace(eager, channels_last=True),
@@ -178,18 +193,18 @@ def speed_options(arch: str, cfg, n_images: int, rounds: int, compile_model: boo
             eager, channels_last=True, fused_adam=True, crop_dead_taps=True),
         "all three": dataclasses.replace(eager, channels_last=True, fused_adam=True, precision="bf16"),
     }
-    steps = {name: step_fn(arch, cfg.options, train) for name, train in variants.items()}
-    steps["deterministic kernels (as train@ARCH runs)"] = deterministic(step_fn(arch, cfg.options, eager))
+    steps = {name: step_fn(arch, cfg.options, cfg.train, speed) for name, speed in variants.items()}
+    steps["deterministic kernels (as train@ARCH runs)"] = deterministic(step_fn(arch, cfg.options, cfg.train, eager))
     if compile_model:
         with_compile = dataclasses.replace(variants["all three"], compile=True)
-        steps["all three + compile"] = step_fn(arch, cfg.options, with_compile)
-    times = race(steps, eager.batch_size, n_images, rounds)
+        steps["all three + compile"] = step_fn(arch, cfg.options, cfg.train, with_compile)
+    times = race(steps, cfg.train.batch_size, n_images, rounds)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what each of two queued jobs gets on this machine
-    times["all three, 1 thread"] = race({"1": steps["all three"]}, eager.batch_size, n_images, rounds)["1"]
+    times["all three, 1 thread"] = race({"1": steps["all three"]}, cfg.train.batch_size, n_images, rounds)["1"]
     torch.set_num_threads(threads)
-    adopted = (f"adopted: {cfg.train.precision}, channels_last={cfg.train.channels_last}, "
-               f"fused_adam={cfg.train.fused_adam}, crop_dead_taps={cfg.train.crop_dead_taps}")
+    adopted = (f"adopted: {cfg.speed.precision}, channels_last={cfg.speed.channels_last}, "
+               f"fused_adam={cfg.speed.fused_adam}, crop_dead_taps={cfg.speed.crop_dead_taps}")
     rows = [(f"{arch} pure steps, {name}", f"{t:.1f} s", f"{times['fp32 eager'] / t:.2f}x")
             for name, t in times.items()]
     return rows + [(f"{arch} ({adopted})", "", "")]
@@ -197,16 +212,14 @@ def speed_options(arch: str, cfg, n_images: int, rounds: int, compile_model: boo
 
 def precision_check(arch: str, cfg, train_pairs, test_pairs, epochs: int) -> tuple[str, str, str]:
     """Final test MSE of a short training with the adopted options against eager fp32."""
-    eager = dataclasses.replace(cfg.train, precision="fp32", channels_last=False, fused_adam=False,
-                                crop_dead_taps=False,
-                                epochs=epochs)
-    adopted = dataclasses.replace(cfg.train, epochs=epochs)
+    eager = SpeedOptions("fp32", channels_last=False, fused_adam=False, crop_dead_taps=False, compile=False)
+    train = dataclasses.replace(cfg.train, epochs=epochs)
     mse = {}
-    for name, train in (("eager", eager), ("adopted", adopted)):
+    for name, speed in (("eager", eager), ("adopted", cfg.speed)):
         torch.manual_seed(train.seed)
         model = build_model(arch, **cfg.options)
         with tempfile.TemporaryDirectory() as tmp:
-            fit(model, train_pairs, test_pairs, train, Path(tmp) / "ckpt.pt", name, f"check {arch} {name}")
+            fit(model, train_pairs, test_pairs, train, speed, Path(tmp) / "ckpt.pt", name, f"check {arch} {name}")
         mse[name] = evaluate_mse(model, test_pairs, 1000)  # fp32, as the evaluate stage
     change = mse["adopted"] / mse["eager"] - 1
     return (f"{arch} test MSE after {epochs} epochs on {len(train_pairs)} images: adopted / fp32 eager",
@@ -216,7 +229,7 @@ def precision_check(arch: str, cfg, train_pairs, test_pairs, epochs: int) -> tup
 def eval_batches(cfg, test_pairs) -> list[tuple[str, str, str]]:
     """Time of the fp32 evaluation pass over the test split at several batch sizes, and of the
     bf16 pass that train@sr runs after every epoch, with both test MSEs of the trained sr."""
-    model = load_trained("sr", cfg.options, "models/sr.pt").to(memory_format=torch.channels_last)
+    model = load_trained(paths.weights("sr"), "sr", cfg.options)[1].to(memory_format=torch.channels_last)
     times = {b: min(timed(lambda b=b: evaluate_mse(model, test_pairs, b)) for _ in range(2))
              for b in (100, 500, 1000, 2000)}
     rows = [(f"sr fp32 evaluation of {len(test_pairs)} images, batch {b}", f"{t:.2f} s", f"{times[100] / t:.2f}x")
@@ -234,7 +247,7 @@ def eval_batches(cfg, test_pairs) -> list[tuple[str, str, str]]:
 def prepare_time() -> float:
     def run():
         with tempfile.TemporaryDirectory() as tmp:
-            for name, split in read_archive(RAW_ARCHIVE).items():
+            for name, split in read_archive(paths.RAW_ARCHIVE).items():
                 save_pairs(Path(tmp) / f"{name}.pt", make_pairs(split.images, split.labels))
     return timed(run)
 
@@ -249,7 +262,7 @@ def noop_repro() -> tuple[float, float]:
 
 def child(function: str, *args: str | int) -> subprocess.Popen:
     """Start `bench.benchmark.<function>(arch, *ints)` in a fresh Python process; it prints one number."""
-    code = ("import sys; sys.path.insert(0, '.'); import bench.benchmark as b;"
+    code = ("import sys; sys.path.insert(0, 'bench'); import benchmark as b;"
             f"b.{function}(sys.argv[1], *map(int, sys.argv[2:]))")
     return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE, text=True)
 
@@ -270,11 +283,10 @@ def child_peak_rss_gib(arch: str, n_images: int) -> float:
 
 
 def rss_child(arch: str, n_images: int) -> None:
-    params = cpu_params()
-    train = params.models[arch].train
-    pairs = load_pairs(PREPARED / "train.pt")
-    load_pairs(PREPARED / "test.pt")
-    real_epoch(arch, params.models[arch].options, train, pairs.head(n_images))
+    cfg = cpu_params()[arch]
+    pairs = load_pairs(paths.prepared_split("train"))
+    load_pairs(paths.prepared_split("test"))
+    real_epoch(arch, cfg.options, cfg.train, cfg.speed, pairs.head(n_images))
     print(peak_rss_kib())
 
 
@@ -296,8 +308,8 @@ def peak_rss_kib() -> int:
 def steps_child(arch: str, n_steps: int, threads: int) -> None:
     """Time `n_steps` adopted training steps of `arch` on `threads` threads; print the seconds."""
     torch.set_num_threads(threads)
-    cfg = cpu_params().models[arch]
-    step = step_fn(arch, cfg.options, cfg.train)
+    cfg = cpu_params()[arch]
+    step = step_fn(arch, cfg.options, cfg.train, cfg.speed)
     print(timed(lambda: [step() for _ in range(n_steps)]))
 
 
@@ -326,31 +338,31 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     params = cpu_params()
-    pairs = load_pairs(PREPARED / "train.pt")
-    test = load_pairs(PREPARED / "test.pt")
+    pairs = load_pairs(paths.prepared_split("train"))
+    test = load_pairs(paths.prepared_split("test"))
     subset = pairs.head(int(len(pairs) * args.fraction))
     rows = []
 
     tutorial, ours = tutorial_data_epoch(subset.high), our_data_epoch(pairs)
     rows.append(("data path per epoch: tutorial / ours", f"{tutorial:.2f} s / {ours:.3f} s", f"{tutorial / ours:.0f}x"))
     for arch in ARCHITECTURES:
-        cfg = params.models[arch]
-        step = {arch: step_fn(arch, cfg.options, cfg.train)}
+        cfg = params[arch]
+        step = {arch: step_fn(arch, cfg.options, cfg.train, cfg.speed)}
         pure, real = float("inf"), float("inf")
         for _ in range(args.rounds):  # alternated, best kept, like the races
             pure = min(pure, race(step, cfg.train.batch_size, len(subset), 1)[arch])
-            real = min(real, real_epoch(arch, cfg.options, cfg.train, subset))
+            real = min(real, real_epoch(arch, cfg.options, cfg.train, cfg.speed, subset))
         rows.append((f"{arch} epoch: real / pure steps", f"{real:.1f} s / {pure:.1f} s", f"{real / pure:.3f}"))
     for arch in ARCHITECTURES:
-        rows += speed_options(arch, params.models[arch], len(subset), args.rounds, args.compile)
+        rows += speed_options(arch, params[arch], len(subset), args.rounds, args.compile)
         if args.profile and arch in ("resnet", "sr"):
-            rows += profile_rows(arch, params.models[arch])
+            rows += profile_rows(arch, params[arch])
     rows += [queue_throughput(arch, 40) for arch in ("resnet", "sr")]
-    rows += eval_batches(params.models["sr"], test)
+    rows += eval_batches(params["sr"].config, test)
     if args.check_epochs:
         for arch in ARCHITECTURES:
             check = pairs.head(args.check_images)
-            rows.append(precision_check(arch, params.models[arch], check, test, args.check_epochs))
+            rows.append(precision_check(arch, params[arch], check, test, args.check_epochs))
     rows.append(("prepare, 60k images", f"{prepare_time():.1f} s", ""))
     first, warm = noop_repro()
     rows.append(("no-op dvc repro: first / best of the next 3", f"{first:.2f} s / {warm:.2f} s", ""))

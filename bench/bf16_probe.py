@@ -23,25 +23,22 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from device_train import synthetic_pairs  # bench/ is this script's folder
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.device_train import synthetic_pairs  # noqa: E402
-from src.cli import PREPARED  # noqa: E402
-from src.config import load_params  # noqa: E402
-from src.devices import resolve_device  # noqa: E402
-from src.models import build_model  # noqa: E402
-from src.pairs import load_pairs, to_float  # noqa: E402
+from src import paths
+from src.config import load_params
+from src.hardware import resolve_device
+from src.models import build_model
+from src.pairs import load_pairs, to_float
 
 
 def batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """n prepared test pairs as floats, or synthetic pairs as bench/device_train.py builds them."""
-    exists = (PREPARED / "test.pt").exists()
-    pairs = load_pairs(PREPARED / "test.pt").head(n) if exists else synthetic_pairs(n, seed)
+    exists = paths.prepared_split("test").exists()
+    pairs = load_pairs(paths.prepared_split("test")).head(n) if exists else synthetic_pairs(n, seed)
     return to_float(pairs.low), to_float(pairs.high)
 
 

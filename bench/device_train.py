@@ -17,29 +17,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src.cli import PREPARED  # noqa: E402
-from src.config import ARCHITECTURES, ParamsError, load_params  # noqa: E402
-from src.devices import resolve_device  # noqa: E402
-from src.models import build_model  # noqa: E402
-from src.pairs import Pairs, load_pairs, make_pairs, to_float  # noqa: E402
-from src.training import (  # noqa: E402
-    compiled,
-    evaluate_mse,
-    make_scheduler,
-    prepare_model,
-    setup_run,
-    train_one_epoch,
-)
+from src import paths
+from src.architectures import ARCHITECTURES
+from src.config import TrainParams, load_params
+from src.devices import SpeedOptions
+from src.errors import ParamsError
+from src.hardware import detect_machine, resolve_device
+from src.models import build_model
+from src.pairs import Pairs, load_pairs, make_pairs, to_float
+from src.timing import timed
+from src.training import compiled, evaluate_mse, make_scheduler, prepare_model, setup_run, train_one_epoch
 
 
 def synthetic_pairs(n: int, seed: int) -> Pairs:
@@ -51,34 +44,19 @@ def synthetic_pairs(n: int, seed: int) -> Pairs:
     return make_pairs(images.permute(0, 2, 3, 1).numpy(), labels.numpy().astype(np.int64))
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work, so that a timing covers it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def timed(device: torch.device, fn) -> tuple[float, object]:
-    synchronize(device)
-    start = time.perf_counter()
-    result = fn()
-    synchronize(device)
-    return time.perf_counter() - start, result
-
-
-def train_variant(arch: str, options: dict, run, device: torch.device, train: Pairs, test: Pairs):
+def train_variant(arch: str, options: dict, run: TrainParams, speed: SpeedOptions, device: torch.device,
+                  train: Pairs, test: Pairs):
     """Seconds of each epoch, seconds of the fp32 evaluation pass, and the final test MSE."""
     data, held_out = train.to(device), test.to(device)
     model = build_model(arch, **options).to(device)
-    optimizer = prepare_model(model, run, to_float(data.low[:1]))
-    runner = compiled(model, run, device.type)
+    optimizer = prepare_model(model, speed, run.lr, to_float(data.low[:1]))
+    runner = compiled(model, speed, device.type)
     steps = run.epochs * -(-len(data) // run.batch_size)
     scheduler = make_scheduler(optimizer, run.schedule, run.lr, steps)
     generator = torch.Generator().manual_seed(run.seed)
     epochs = [timed(device, lambda: train_one_epoch(
         runner, optimizer, scheduler, data, run.batch_size, generator, f"{arch} epoch",
-        bf16=run.precision == "bf16", augment=run.augment))[0] for _ in range(run.epochs)]
+        bf16=speed.bf16, augment=run.augment))[0] for _ in range(run.epochs)]
     evaluation, mse = timed(device, lambda: evaluate_mse(model, held_out, 1000))  # fp32, as the evaluate stage
     return epochs, evaluation, mse
 
@@ -94,9 +72,10 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     resolve_device(args.device)  # a missing device stops here, before any work
-    if (PREPARED / "train.pt").exists() and (PREPARED / "test.pt").exists():
+    if paths.prepared_split("train").exists() and paths.prepared_split("test").exists():
         source = "prepared"
-        train, test = load_pairs(PREPARED / "train.pt").head(args.images), load_pairs(PREPARED / "test.pt")
+        train = load_pairs(paths.prepared_split("train")).head(args.images)
+        test = load_pairs(paths.prepared_split("test"))
     else:
         source, train, test = "synthetic", synthetic_pairs(args.images, 0), synthetic_pairs(2_000, 1)
 
@@ -108,17 +87,17 @@ def main() -> None:
             run = dataclasses.replace(cfg.train, **{"device": args.device, "epochs": args.epochs, **changes})
             label = variant or "params.yaml"
             try:
-                device, run = setup_run(run, arch)
+                device, _, speed = setup_run(run, arch)
             except ParamsError as err:
                 print(f"{arch} {label}: refused: {err}", flush=True)
                 continue
-            epochs, evaluation, mse = train_variant(arch, cfg.options, run, device, train, test)
+            epochs, evaluation, mse = train_variant(arch, cfg.options, run, speed, device, train, test)
             later = min(epochs[1:]) if len(epochs) > 1 else epochs[0]
             rows.append((arch, label, len(train) / epochs[0], len(train) / later, len(test) / evaluation, mse))
             print(f"{arch} {label}: epochs {', '.join(f'{t:.2f}' for t in epochs)} s", flush=True)
 
     device = resolve_device(args.device)  # what "auto" picked
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    name = detect_machine(device).describe()
     print(f"\n{name}, torch {torch.__version__}, {source} pairs: {len(train)} training images, {len(test)} test images")
     width = max([len(row[1]) for row in rows] + [len("variant")])
     print(f"{'arch':<7} {'variant':<{width}} {'train img/s, epoch 1':>21} {'best later epoch':>17} "

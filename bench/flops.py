@@ -7,48 +7,26 @@ the FLOPs of one training step at batch 128 (forward + backward, counted by
 `torch.utils.flop_counter.FlopCounterMode`; Adam's elementwise update is not counted), the step
 time (best of `--rounds` rounds of `--steps` steps on random batches already on the device), the
 achieved FLOP/s, and that as a fraction of the device's GEMM peak measured in the same run
-(best of several 4096x4096 matrix products in fp32 and bf16; a model trained under bf16 autocast
-is compared with the bf16 peak). With `--compile`, steps run as `train.compile: true` runs them
+(best of several 4096x4096 matrix products in fp32, and in bf16 where a model trains under bf16
+autocast, which is then compared with the bf16 peak). With `--compile`, steps run as `train.compile: true` runs them
 (on CUDA: CUDA graphs); the FLOPs are counted on the eager model, the same maths. Needs no data.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.device_train import synchronize  # noqa: E402
-from src.config import load_params  # noqa: E402
-from src.devices import resolve_device, resolve_speed_options  # noqa: E402
-from src.models import build_model  # noqa: E402
-from src.training import compiled, prepare_model  # noqa: E402
-
-
-def best_time(device: torch.device, run: Callable[[], None], rounds: int) -> float:
-    """Best wall time of `run` over `rounds` rounds, the device's queue drained around each."""
-    best = float("inf")
-    for _ in range(rounds):
-        synchronize(device)
-        start = time.perf_counter()
-        run()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def gemm_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
-    """FLOP/s of the best of `repeats` n x n matrix products."""
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    a @ b  # warm-up
-    return 2 * n**3 / best_time(device, lambda: a @ b, repeats)
+from src.config import load_params
+from src.devices import resolve_speed_options
+from src.hardware import detect_machine, resolve_device
+from src.models import build_model
+from src.timing import best_time, gemm_peak
+from src.training import compiled, prepare_model
 
 
 def training_step(arch: str, device: torch.device, compile_model: bool) -> tuple[Callable[..., None], nn.Module, str]:
@@ -58,14 +36,14 @@ def training_step(arch: str, device: torch.device, compile_model: bool) -> tuple
     may be given instead, and the precision.
     """
     cfg = load_params().models[arch]
-    train = resolve_speed_options(cfg.train, arch, device.type)
-    train = dataclasses.replace(train, compile=True) if compile_model else train
+    speed = resolve_speed_options(cfg.train, arch, detect_machine(device))
+    speed = dataclasses.replace(speed, compile=True) if compile_model else speed
     model = build_model(arch, **cfg.options).to(device)
-    x = torch.rand(train.batch_size, 3, 8, 8, device=device)
-    y = torch.rand(train.batch_size, 3, 32, 32, device=device)
-    optimizer = prepare_model(model, train, x[:1])
-    runner = compiled(model, train, device.type)
-    bf16 = train.precision == "bf16"
+    x = torch.rand(cfg.train.batch_size, 3, 8, 8, device=device)
+    y = torch.rand(cfg.train.batch_size, 3, 32, 32, device=device)
+    optimizer = prepare_model(model, speed, cfg.train.lr, x[:1])
+    runner = compiled(model, speed, device.type)
+    bf16 = speed.bf16
 
     def step(net: nn.Module = runner) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -75,7 +53,7 @@ def training_step(arch: str, device: torch.device, compile_model: bool) -> tuple
         loss.backward()
         optimizer.step()
 
-    return step, model, train.precision
+    return step, model, speed.precision
 
 
 def main() -> None:
@@ -86,10 +64,12 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="time the steps with train.compile: true")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    peaks = {"fp32": gemm_peak(device, torch.float32), "bf16": gemm_peak(device, torch.bfloat16)}
+    steps = {arch: training_step(arch, device, args.compile) for arch in load_params().models}
+    # The bf16 peak only where a model trains in bf16: without native bf16 its emulated GEMM takes minutes.
+    peaks = {precision: gemm_peak(device, {"fp32": torch.float32, "bf16": torch.bfloat16}[precision])
+             for precision in sorted({precision for _, _, precision in steps.values()})}
     rows = []
-    for arch in load_params().models:
-        step, model, precision = training_step(arch, device, args.compile)
+    for arch, (step, model, precision) in steps.items():
         step()  # warm-up (and compilation)
         with FlopCounterMode(display=False) as counter:
             step(model)
@@ -98,10 +78,10 @@ def main() -> None:
         rate = flops / seconds
         rows.append((arch, precision, flops / 1e9, seconds * 1e3, rate / 1e9, rate / peaks[precision]))
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    name = detect_machine(device).describe()
     print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{'compiled' if args.compile else 'options as auto resolves them'}; "
-          f"GEMM peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+          "GEMM peak " + ", ".join(f"{p} {rate / 1e9:.0f} GFLOP/s" for p, rate in peaks.items()))
     print("| model | precision | GFLOP per step | ms per step | GFLOP/s | fraction of the GEMM peak |")
     print("|---|---|---:|---:|---:|---:|")
     for arch, precision, gflop, ms, rate, fraction in rows:

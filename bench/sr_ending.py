@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
-from pathlib import Path
 from unittest import mock
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import src.training as training  # noqa: E402
-from src.cli import PREPARED  # noqa: E402
-from src.config import load_params  # noqa: E402
-from src.inference import predict, self_ensemble  # noqa: E402
-from src.metrics import interpolate, psnr  # noqa: E402
-from src.models import build_model  # noqa: E402
-from src.pairs import load_pairs, to_float  # noqa: E402
+import src.training as training
+from src import paths
+from src.config import load_params
+from src.inference import predict, self_ensemble
+from src.metrics import interpolate, psnr
+from src.models import build_model
+from src.pairs import load_pairs, to_float
 
 
 def flips(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,15 +58,15 @@ def main() -> None:
     params = config.train
     if not 0 < args.switch_after < params.epochs:
         parser.error(f"--switch-after must be between 1 and {params.epochs - 1} (models.sr.train.epochs - 1)")
-    train, test = load_pairs(PREPARED / "train.pt"), load_pairs(PREPARED / "test.pt")
+    train, test = load_pairs(paths.prepared_split("train")), load_pairs(paths.prepared_split("test"))
     train = train.head(args.train_images or len(train))
     target = to_float(test.high)
     bicubic = psnr(torch.nn.functional.mse_loss(interpolate(test.low, "bicubic"), target).item())
 
     # The same construction, order of RNG draws and optimiser as train@sr's `fit`.
-    _, params = training.setup_run(params, "sr")
+    _, _, speed = training.setup_run(params, "sr")
     model = build_model("sr", **config.options)
-    optimizer = training.prepare_model(model, params, to_float(train.low[:1]))
+    optimizer = training.prepare_model(model, speed, params.lr, to_float(train.low[:1]))
     steps = params.epochs * -(-len(train) // params.batch_size)
     scheduler = training.make_scheduler(optimizer, params.schedule, params.lr, steps)
     generator = torch.Generator().manual_seed(params.seed)
@@ -79,7 +76,7 @@ def main() -> None:
             for epoch in range(first, last + 1):
                 start = time.perf_counter()
                 train_mse = training.train_one_epoch(model, optimizer, scheduler, train, params.batch_size, generator,
-                                                     f"{ending} {epoch}", bf16=params.precision == "bf16", augment=True)
+                                                     f"{ending} {epoch}", bf16=speed.bf16, augment=True)
                 test_mse = training.evaluate_mse(model, test, 1000)
                 print(f"{ending} epoch {epoch}: train MSE {train_mse:.5f}, test MSE {test_mse:.6f} "
                       f"({time.perf_counter() - start:.0f} s)", flush=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,13 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src.cli import PREPARED  # noqa: E402
-from src.config import load_params  # noqa: E402
-from src.metrics import interpolate, psnr  # noqa: E402
-from src.models import ResidualBlock, SRResNet  # noqa: E402
-from src.pairs import load_pairs, to_float  # noqa: E402
-from src.training import fit, setup_run  # noqa: E402
+from src import paths
+from src.config import load_params
+from src.metrics import interpolate, psnr
+from src.models import ResidualBlock, SRResNet
+from src.pairs import load_pairs, to_float
+from src.training import fit, setup_run
 
 
 class ChannelAttention(nn.Module):
@@ -183,7 +181,7 @@ def main() -> None:
     parser.add_argument("variants", nargs="+", choices=list(VARIANTS))
     args = parser.parse_args()
     config = load_params().models["sr"]
-    train, test = load_pairs(PREPARED / "train.pt"), load_pairs(PREPARED / "test.pt")
+    train, test = load_pairs(paths.prepared_split("train")), load_pairs(paths.prepared_split("test"))
     train = train.head(args.train_images or len(train))
     bicubic = torch.nn.functional.mse_loss(interpolate(test.low, "bicubic"), to_float(test.high)).item()
     print(f"bicubic test MSE {bicubic:.5f}")
@@ -191,11 +189,11 @@ def main() -> None:
     for name in args.variants:
         build, overrides = VARIANTS[name]
         params = dataclasses.replace(config.train, epochs=args.epochs, **overrides)
-        _, params = setup_run(params, "sr")
+        _, _, speed = setup_run(params, "sr")
         model = build(config.options["width"], config.options["depth"])
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            log = fit(model, train, test, params, Path(tmp) / "ckpt.pt", name, name)
+            log = fit(model, train, test, params, speed, Path(tmp) / "ckpt.pt", name, name)
         seconds = time.perf_counter() - start
         mse = log[-1]["test_mse"]
         rows.append(f"| {name} | {sum(p.numel() for p in model.parameters()):,} | {mse:.5f} "
