@@ -6,9 +6,10 @@ Each measurement runs in a fresh process, so its peak resident memory (VmHWM) is
 input size, on smooth synthetic photos (bicubic upsamples of coarse noise, with grain):
 - `python -m src.upscale` as a user runs it (read, tiled network pass, assemble, write the PNG):
   the command's wall time and the process's peak resident memory;
-- the tiled network pass alone (the output assembled in memory): megapixels (input) per second, and the achieved FLOP/s (the
-  network's FLOPs per input pixel, counted by `torch.utils.flop_counter`, times the image's
-  pixels, over the time) as a fraction of the device's fp32 GEMM peak measured in this run;
+- the tiled network pass alone (the output assembled in memory): megapixels (input) per
+  second, and the achieved FLOP/s (the network's FLOPs per input pixel, counted by
+  `torch.utils.flop_counter`, times the image's pixels, over the time) as a fraction of the
+  device's fp32 GEMM peak measured in this run;
 - the whole image through the network at once (sizes up to `--whole-max` megapixels), for the
   tiled/whole ratio and the memory it needs;
 - Pillow's bicubic resize of the same image, the baseline a user compares against.
