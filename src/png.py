@@ -13,6 +13,7 @@ import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 UP = 2  # PNG filter type: each byte minus the byte above it
+CHUNK_BYTES = 4 * 2**20  # rows filtered and compressed at a time: the copies stay this small
 
 
 class PngStream:
@@ -30,11 +31,16 @@ class PngStream:
         self.file.write(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data)))
 
     def write_rows(self, rows: np.ndarray) -> None:
-        """Append uint8 rows of shape (h, width, 3)."""
+        """Append uint8 rows of shape (h, width, 3), filtered and compressed a few MB at a time."""
         if rows.dtype != np.uint8 or rows.shape[1:] != (self.width, 3):
             raise ValueError(f"expected uint8 rows of shape (h, {self.width}, 3), got {rows.dtype} {rows.shape}")
         if self.rows_written + len(rows) > self.height:
             raise ValueError(f"{self.rows_written + len(rows)} rows written to an image {self.height} rows high")
+        step = max(1, CHUNK_BYTES // (3 * self.width))
+        for start in range(0, len(rows), step):
+            self._write(rows[start:start + step])
+
+    def _write(self, rows: np.ndarray) -> None:
         flat = rows.reshape(len(rows), -1)
         above = np.concatenate([self.previous[None], flat[:-1]])
         filtered = np.empty((len(rows), flat.shape[1] + 1), dtype=np.uint8)

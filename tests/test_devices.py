@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from simulated_machines import MACHINES
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -15,19 +16,10 @@ from src.architectures import ARCHITECTURES
 from src.config import load_params
 from src.devices import AUTO_OPTIONS, REFUSED, SPEED_OPTIONS, resolve_speed_options
 from src.errors import ParamsError
-from src.hardware import CPU, CPU_BF16, CUDA_OLDER, CUDA_SM80, MACHINE_CLASSES, MPS, Machine
+from src.hardware import CPU, CPU_BF16, CUDA_OLDER, CUDA_SM80, MACHINE_CLASSES, MPS
 from src.models import build_model
 from src.pairs import make_pairs, to_float
 from src.training import compiled, evaluate_mse, make_scheduler, prepare_model, setup_run, train_one_epoch
-
-# One simulated machine per class: what detect_machine reports there.
-MACHINES = {
-    CPU: Machine("cpu", "AMD EPYC", "AVX2", None, 2),
-    CPU_BF16: Machine("cpu", "Intel Xeon", "AVX512", "AMX", 2),
-    CUDA_SM80: Machine("cuda:0", "AMD EPYC", "AVX2", None, 16, "NVIDIA H200", (9, 0)),
-    CUDA_OLDER: Machine("cuda:0", "Intel Xeon", "AVX2", None, 8, "Tesla V100", (7, 0)),
-    MPS: Machine("mps", "Apple M2", "DEFAULT", None, 8),
-}
 
 
 def test_each_simulated_machine_is_of_its_class_and_the_table_covers_every_class_option_and_model():

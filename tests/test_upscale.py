@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from simulated_machines import MACHINES
 
 import src.upscale as upscale
-from src.hardware import CPU, CPU_BF16, CUDA_OLDER, CUDA_SM80, MPS, Machine
+from src.hardware import CPU, CPU_BF16, CUDA_OLDER, CUDA_SM80, MPS
 from src.inference import self_ensemble
 from src.models import build_model
 from src.png import PngStream
@@ -18,13 +19,6 @@ from src.trained import load_trained, read_weights, save_weights
 from src.upscale import device_choices, load_upscaler, main
 
 ROOT = Path(__file__).resolve().parents[1]
-MACHINES = {
-    CPU: Machine("cpu", "AMD EPYC", "AVX2", None, 2),
-    CPU_BF16: Machine("cpu", "Intel Xeon", "AVX512", "AMX", 2),
-    CUDA_SM80: Machine("cuda:0", "AMD EPYC", "AVX2", None, 16, "NVIDIA H200", (9, 0)),
-    CUDA_OLDER: Machine("cuda:0", "Intel Xeon", "AVX2", None, 8, "Tesla V100", (7, 0)),
-    MPS: Machine("mps", "Apple M2", "DEFAULT", None, 8),
-}
 
 
 def trained_like(arch, **options):
