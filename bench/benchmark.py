@@ -34,20 +34,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from timing import timed as timed_on
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from src import paths
-from src.architectures import ARCHITECTURES
-from src.archive import read_archive
-from src.config import ModelParams, TrainParams, load_params
-from src.devices import SpeedOptions, resolve_speed_options
-from src.hardware import detect_machine
-from src.models import build_model
-from src.pairs import load_pairs, make_pairs, save_pairs, to_float
-from src.timing import timed as timed_on
-from src.trained import load_trained
-from src.training import compiled, evaluate_mse, fit, make_scheduler, prepare_model, train_one_epoch
+from sr4x import paths
+from sr4x.architectures import ARCHITECTURES
+from sr4x.archive import read_archive
+from sr4x.config import ModelParams, TrainParams, load_params
+from sr4x.devices import SpeedOptions, detect_machine, resolve_speed_options
+from sr4x.models import build_model, load_trained
+from sr4x.pairs import load_pairs, make_pairs, save_pairs, to_float
+from sr4x.training import compiled, evaluate_mse, fit, make_scheduler, prepare_model, train_one_epoch
 
 CPU = torch.device("cpu")
 
@@ -261,17 +259,16 @@ def noop_repro() -> tuple[float, float]:
 
 
 def child(function: str, *args: str | int) -> subprocess.Popen:
-    """Start `bench.benchmark.<function>(arch, *ints)` in a fresh Python process; it prints one number."""
-    code = ("import sys; sys.path.insert(0, 'bench'); import benchmark as b;"
-            f"b.{function}(sys.argv[1], *map(int, sys.argv[2:]))")
-    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE, text=True)
+    """Start `<function>(arch, *ints)` of this script in a fresh Python process; it prints one number."""
+    return subprocess.Popen([sys.executable, __file__, "--child", function, *map(str, args)], stdout=subprocess.PIPE,
+                            text=True)
 
 
 def child_result(process: subprocess.Popen) -> float:
     """The number a `child` printed last; fails if it did not exit cleanly."""
     out, _ = process.communicate()
     if process.returncode:
-        raise RuntimeError(f"benchmark child {process.args[3:]} failed")
+        raise RuntimeError(f"benchmark child {process.args[2:]} failed")
     return float(out.split()[-1])
 
 
@@ -377,4 +374,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--child"]:  # one measurement in a fresh process, started by child()
+        function, arch, *numbers = sys.argv[2:]
+        globals()[function](arch, *map(int, numbers))
+    else:
+        main()

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from device_train import synthetic_pairs  # bench/ is this script's folder
 
-from src import paths
-from src.config import load_params
-from src.hardware import resolve_device
-from src.models import build_model
-from src.pairs import load_pairs, to_float
+from sr4x import paths
+from sr4x.config import load_params
+from sr4x.devices import resolve_device
+from sr4x.models import build_model
+from sr4x.pairs import load_pairs, to_float
 
 
 def batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,17 +22,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
+from timing import timed
 
-from src import paths
-from src.architectures import ARCHITECTURES
-from src.config import TrainParams, load_params
-from src.devices import SpeedOptions
-from src.errors import ParamsError
-from src.hardware import detect_machine, resolve_device
-from src.models import build_model
-from src.pairs import Pairs, load_pairs, make_pairs, to_float
-from src.timing import timed
-from src.training import compiled, evaluate_mse, make_scheduler, prepare_model, setup_run, train_one_epoch
+from sr4x import paths
+from sr4x.architectures import ARCHITECTURES
+from sr4x.config import TrainParams, load_params
+from sr4x.devices import SpeedOptions, detect_machine, resolve_device
+from sr4x.errors import ParamsError
+from sr4x.models import build_model
+from sr4x.pairs import Pairs, load_pairs, make_pairs, to_float
+from sr4x.training import compiled, evaluate_mse, make_scheduler, prepare_model, setup_run, train_one_epoch
 
 
 def synthetic_pairs(n: int, seed: int) -> Pairs:

@@ -18,15 +18,14 @@ import dataclasses
 from collections.abc import Callable
 
 import torch
+from timing import best_time, gemm_peak
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from src.config import load_params
-from src.devices import resolve_speed_options
-from src.hardware import detect_machine, resolve_device
-from src.models import build_model
-from src.timing import best_time, gemm_peak
-from src.training import compiled, prepare_model
+from sr4x.config import load_params
+from sr4x.devices import detect_machine, resolve_device, resolve_speed_options
+from sr4x.models import build_model
+from sr4x.training import compiled, prepare_model
 
 
 def training_step(arch: str, device: torch.device, compile_model: bool) -> tuple[Callable[..., None], nn.Module, str]:

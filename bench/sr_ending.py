@@ -22,13 +22,13 @@ from unittest import mock
 
 import torch
 
-import src.training as training
-from src import paths
-from src.config import load_params
-from src.inference import predict, self_ensemble
-from src.metrics import interpolate, psnr
-from src.models import build_model
-from src.pairs import load_pairs, to_float
+import sr4x.training as training
+from sr4x import paths
+from sr4x.config import load_params
+from sr4x.evaluation import interpolate, psnr
+from sr4x.inference import predict, self_ensemble
+from sr4x.models import build_model
+from sr4x.pairs import load_pairs, to_float
 
 
 def flips(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

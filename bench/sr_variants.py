@@ -1,4 +1,4 @@
-"""Short trials of `sr` design variants, to decide what goes into src/models.py. Not a test.
+"""Short trials of `sr` design variants, to decide what goes into src/sr4x/models.py. Not a test.
 
 Run from the repository root after `dvc repro` (it reads data/prepared):
 
@@ -7,7 +7,7 @@ Run from the repository root after `dvc repro` (it reads data/prepared):
 Each variant trains through the pipeline's own `fit` for `--epochs` epochs (OneCycle over those
 epochs) with `models.sr.train` from params.yaml, on the whole training split, and prints its
 final test MSE and PSNR gain over bicubic. Variants are one change each against `base`, the
-committed SRResNet; the ablation modules live here, not in src/models.py, because the pipeline
+committed SRResNet; the ablation modules live here, not in src/sr4x/models.py, because the pipeline
 does not use them.
 """
 from __future__ import annotations
@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from src import paths
-from src.config import load_params
-from src.metrics import interpolate, psnr
-from src.models import ResidualBlock, SRResNet
-from src.pairs import load_pairs, to_float
-from src.training import fit, setup_run
+from sr4x import paths
+from sr4x.config import load_params
+from sr4x.evaluation import interpolate, psnr
+from sr4x.models import ResidualBlock, SRResNet
+from sr4x.pairs import load_pairs, to_float
+from sr4x.training import fit, setup_run
 
 
 class ChannelAttention(nn.Module):

@@ -4,7 +4,7 @@
 
 Each measurement runs in a fresh process, so its peak resident memory (VmHWM) is its own. Per
 input size, on smooth synthetic photos (bicubic upsamples of coarse noise, with grain):
-- `python -m src.upscale` as a user runs it (read, tiled network pass, assemble, write the PNG):
+- `python -m sr4x.upscale` as a user runs it (read, tiled network pass, assemble, write the PNG):
   the command's wall time and the process's peak resident memory;
 - the tiled network pass alone (the output assembled in memory): megapixels (input) per
   second, and the achieved FLOP/s (the network's FLOPs per input pixel, counted by
@@ -27,13 +27,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from timing import gemm_peak, timed
 from torch.utils.flop_counter import FlopCounterMode
 
-from src import paths
-from src.hardware import detect_machine, resolve_device
-from src.timing import gemm_peak, timed
-from src.upscale import load_upscaler, read_rgb
-from src.upscale import main as upscale_command
+from sr4x import paths
+from sr4x.devices import detect_machine, resolve_device
+from sr4x.upscale import load_upscaler, read_rgb
+from sr4x.upscale import main as upscale_command
 
 SIZES = ["500x500", "1000x1000", "2000x2000", "4000x3000"]  # 0.25, 1, 4 and 12 megapixels
 

@@ -4,22 +4,21 @@ Usage: python -m stages.compare
 """
 import pandas as pd
 
-from src import paths
-from src.architectures import ARCHITECTURES
-from src.atomic import save_figure
-from src.config import BASELINES, load_params
-from src.figures import curves_figure, image_grid
-from src.inference import predict
-from src.metrics import interpolate
-from src.pairs import load_pairs
-from src.stage import run_stage
-from src.trained import load_trained
+from sr4x import paths
+from sr4x.architectures import ARCHITECTURES
+from sr4x.config import load_params
+from sr4x.evaluation import BASELINES, interpolate
+from sr4x.figures import curves_figure, image_grid, save_figure
+from sr4x.inference import predict
+from sr4x.models import load_trained
+from sr4x.pairs import load_pairs
+from sr4x.stage import run_stage
 
 
 def main() -> str:
     params = load_params()
     test = load_pairs(paths.prepared_split("test")).head(params.evaluate.samples)
-    columns = {"input 8x8": test.low}
+    columns = {f"input {test.low.shape[-1]}x{test.low.shape[-2]}": test.low}
     columns |= {name: interpolate(test.low, name) for name in BASELINES}
     for arch in ARCHITECTURES:
         _, model = load_trained(paths.weights(arch), arch, params.models[arch].options)

@@ -6,10 +6,10 @@ official archive, CIFAR10_MD5: the archive's content hash still lands in dvc.loc
 """
 import os
 
-from src import paths
-from src.archive import download
-from src.config import load_params, parse_params
-from src.stage import run_stage
+from sr4x import paths
+from sr4x.archive import download
+from sr4x.config import load_params, parse_params
+from sr4x.stage import run_stage
 
 
 def main() -> str:

@@ -2,16 +2,15 @@
 
 Usage: python -m stages.evaluate ARCH
 """
-from src import paths
-from src.architectures import ARCHITECTURES
-from src.config import load_params
-from src.evaluation import write_report
-from src.hardware import resolve_device
-from src.inference import refined_prediction
-from src.models import count_parameters
-from src.pairs import load_split
-from src.stage import run_stage, stage_argument
-from src.trained import load_trained
+from sr4x import paths
+from sr4x.architectures import ARCHITECTURES
+from sr4x.config import load_params
+from sr4x.devices import resolve_device
+from sr4x.evaluation import write_report
+from sr4x.inference import refined_prediction
+from sr4x.models import count_parameters, load_trained
+from sr4x.pairs import class_names, load_split
+from sr4x.stage import run_stage, stage_argument
 
 
 def main() -> str:
@@ -23,7 +22,8 @@ def main() -> str:
     model = model.to(resolve_device(config.train.device))
     pred, gains = refined_prediction(model, test, opts.batch_size, arch in opts.self_ensemble,
                                      arch in opts.consistency, f"evaluate@{arch}")
-    scores = write_report(arch, pred, test, opts.samples, count_parameters(model), {"inference": gains})
+    scores = write_report(arch, pred, test, class_names(), opts.samples, opts.batch_size, count_parameters(model),
+                          {"inference": gains})
     return f"evaluate@{arch}: {scores}"
 
 

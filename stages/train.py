@@ -12,16 +12,15 @@ import time
 import pandas as pd
 import torch
 
-from src import paths
-from src.architectures import ARCHITECTURES
-from src.atomic import write_json, write_text
-from src.config import load_params
-from src.models import build_model, count_parameters
-from src.pairs import load_split
-from src.provenance import environment, file_md5, fingerprint, source_digest
-from src.stage import run_stage, stage_argument
-from src.trained import save_weights
-from src.training import fit, setup_run
+from sr4x import paths
+from sr4x.architectures import ARCHITECTURES
+from sr4x.atomic import write_json, write_text
+from sr4x.config import load_params
+from sr4x.models import build_model, count_parameters, save_weights
+from sr4x.pairs import load_split
+from sr4x.provenance import environment, file_md5, fingerprint, source_digest
+from sr4x.stage import run_stage, stage_argument
+from sr4x.training import fit, setup_run
 
 
 def main() -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 PREFIX = "cifar-10-batches-py"
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 def smooth_images(n: int, seed: int) -> np.ndarray:
@@ -42,7 +43,7 @@ def write_archive(path: Path, per_batch: int = 40, n_test: int = 100, seed: int 
     for i, n in enumerate([per_batch] * 5 + [n_test]):
         name = f"{PREFIX}/data_batch_{i + 1}" if i < 5 else f"{PREFIX}/test_batch"
         blobs[name] = batch_bytes(smooth_images(n, seed * 10 + i), rng.integers(0, 10, n).tolist())
-    blobs[f"{PREFIX}/batches.meta"] = pickle.dumps({b"label_names": [b"airplane"] * 10}, protocol=3)
+    blobs[f"{PREFIX}/batches.meta"] = pickle.dumps({b"label_names": [n.encode() for n in CLASSES]}, protocol=3)
     blobs.update(members or {})
     with tarfile.open(path, "w:gz") as tar:
         for name, blob in blobs.items():

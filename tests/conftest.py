@@ -1,15 +1,10 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from cifar_fixture import write_archive  # tests/ is on sys.path: pytest puts a rootless test folder there
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-
-from cifar_fixture import write_archive  # noqa: E402
 
 
 @pytest.fixture

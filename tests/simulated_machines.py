@@ -1,5 +1,5 @@
 """One simulated machine per machine class: what `detect_machine` reports there."""
-from src.hardware import CPU, CPU_BF16, CUDA_OLDER, CUDA_SM80, MPS, Machine
+from sr4x.devices import CPU, CPU_BF16, CUDA_OLDER, CUDA_SM80, MPS, Machine
 
 MACHINES = {
     CPU: Machine("cpu", "AMD EPYC", "AVX2", None, 2),

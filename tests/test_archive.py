@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cifar_fixture import PREFIX, batch_bytes, smooth_images, write_archive
+from cifar_fixture import CLASSES, PREFIX, batch_bytes, smooth_images, write_archive
 
-from src.archive import ALLOWED_GLOBALS, download, load_batch, read_archive
-from src.errors import ArchiveError
-from src.provenance import file_md5
+from sr4x.archive import ALLOWED_GLOBALS, download, load_batch, read_archive
+from sr4x.errors import ArchiveError
+from sr4x.provenance import file_md5
 
 
 def test_reads_both_splits(tiny_archive):
@@ -22,6 +22,18 @@ def test_reads_both_splits(tiny_archive):
     assert splits["test"].images.shape == (100, 32, 32, 3)
     assert splits["train"].images.dtype == np.uint8
     assert splits["test"].labels.dtype == np.int64 and splits["test"].labels.max() <= 9
+    assert splits["train"].classes == splits["test"].classes == CLASSES  # from batches.meta, in label order
+
+
+@pytest.mark.parametrize("meta, message", [
+    (pickle.dumps({b"label_names": [b"cat"] * 9}, protocol=3), "expected 'label_names', a list of 10 names"),
+    (pickle.dumps([b"cat"] * 10, protocol=3), "expected 'label_names', a list of 10 names"),
+    (b"junk", "batches.meta: not a valid CIFAR-10 file"),
+])
+def test_class_names_come_from_a_valid_batches_meta(meta, message, tmp_path):
+    archive = write_archive(tmp_path / "a.tar.gz", members={f"{PREFIX}/batches.meta": meta})
+    with pytest.raises(ArchiveError, match=message):
+        read_archive(archive)
 
 
 def test_pixel_order_is_chw_rows(tmp_path):
@@ -62,7 +74,7 @@ def test_tampered_archive_names_both_digests_and_leaves_nothing(tiny_archive, tm
 
 
 def test_interrupted_download_leaves_no_file_and_retry_succeeds(tiny_archive, tmp_path, monkeypatch):
-    import src.archive as archive
+    import sr4x.archive as archive
 
     real_open = archive._open_source
 
@@ -127,7 +139,7 @@ def test_hostile_members_are_refused_before_anything_is_written(member, message,
 
 
 def test_oversized_member_is_refused(tmp_path, monkeypatch):
-    import src.archive as archive
+    import sr4x.archive as archive
 
     monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 1000)
     with pytest.raises(ArchiveError, match="over the 1000 limit"):

@@ -3,13 +3,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from src.atomic import atomic_path, write_json
-
-ROOT = Path(__file__).resolve().parents[1]
+from sr4x.atomic import atomic_path, write_json
 
 
 def test_error_mid_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
@@ -27,13 +24,13 @@ def test_sigkill_mid_write_keeps_the_old_file_intact(tmp_path):
     target = tmp_path / "model.bin"
     target.write_bytes(b"old" * 1000)
     writer = (
-        "import sys, time; sys.path.insert(0, sys.argv[2]);"
-        "from src.atomic import atomic_path\n"
+        "import sys, time\n"
+        "from sr4x.atomic import atomic_path\n"
         "with atomic_path(sys.argv[1]) as tmp, open(tmp, 'wb') as f:\n"
         "    for _ in range(1000):\n"
         "        f.write(b'new' * 10000); f.flush(); print('writing', flush=True); time.sleep(0.01)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", writer, str(target), str(ROOT)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(target)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "writing"
     time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
@@ -46,8 +43,8 @@ def test_torch_files_are_byte_identical_and_readable_by_others(tmp_path):
 
     import torch
 
-    from src.atomic import torch_save
-    from src.provenance import file_md5
+    from sr4x.atomic import torch_save
+    from sr4x.provenance import file_md5
 
     state = {"w": torch.arange(12.0).reshape(3, 4)}
     torch_save(tmp_path / "a.pt", state)
@@ -63,8 +60,8 @@ def test_full_disk_in_a_stage_is_one_line_naming_the_file(tmp_path, capsys, monk
 
     import torch
 
-    from src.atomic import torch_save
-    from src.stage import run_stage
+    from sr4x.atomic import torch_save
+    from sr4x.stage import run_stage
 
     def save_on_a_full_disk(obj, f):
         f.write(b"partial")

@@ -4,8 +4,8 @@ import pytest
 import torch
 import yaml
 
-from src.config import ParamsError, check_limit, load_params, parse_params
-from src.devices import resolve_device
+from sr4x.config import ParamsError, check_limit, load_params, parse_params
+from sr4x.devices import resolve_device
 
 DEFAULTS = yaml.safe_load(open("params.yaml"))
 
@@ -27,7 +27,7 @@ def test_committed_params_are_valid():
     # models.ARCH.train overrides only the keys it names
     assert params.models["sr"].train.schedule == "onecycle"
     assert params.models["sr"].train.batch_size == params.train.batch_size
-    # the tutorial's models share its settings; speed options are left to the device (src/devices.py)
+    # the tutorial's models share its settings; speed options are left to the device (src/sr4x/devices.py)
     assert params.models["fc"].train == params.models["conv"].train == params.models["resnet"].train == params.train
     assert {params.train.precision, params.train.channels_last, params.train.fused_adam,
             params.train.crop_dead_taps} == {"auto"}
@@ -66,6 +66,14 @@ def test_committed_params_are_valid():
 def test_invalid_params_name_key_value_and_what_is_allowed(path, value, message):
     with pytest.raises(ParamsError, match=message):
         parse_params(with_value(path, value))
+
+
+@pytest.mark.parametrize("key", ["url", "md5"])
+def test_the_archive_source_is_named_in_params_only(key):
+    raw = copy.deepcopy(DEFAULTS)
+    del raw["download"][key]
+    with pytest.raises(ParamsError, match=f"missing key download.{key}"):
+        parse_params(raw)
 
 
 def test_data_limit_larger_than_the_split():

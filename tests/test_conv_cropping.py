@@ -3,10 +3,10 @@ import copy
 import pytest
 import torch
 
-from src.conv_cropping import axis_geometry, crop_dead_taps, live_taps, live_transposed_taps
-from src.devices import SpeedOptions
-from src.models import build_model
-from src.training import prepare_model
+from sr4x.conv_cropping import axis_geometry, crop_dead_taps, live_taps, live_transposed_taps
+from sr4x.devices import SpeedOptions
+from sr4x.models import build_model
+from sr4x.training import prepare_model
 
 
 @pytest.mark.parametrize("size, kernel, stride, padding, taps", [

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.inference import downscale_matrix, predict, project_consistent, self_ensemble
-from src.metrics import interpolate, mse, per_class_psnr, psnr, quality
-from src.models import SRResNet
-from src.pairs import to_float
+from sr4x.evaluation import interpolate, mse, per_class_psnr, psnr, quality
+from sr4x.inference import downscale_matrix, predict, project_consistent, self_ensemble
+from sr4x.models import SRResNet
+from sr4x.pairs import to_float
 
 
 def uint8_images(n, size, seed=0):
@@ -21,9 +21,9 @@ def test_psnr_definition():
 
 def test_quality_of_a_perfect_and_a_constant_prediction():
     high = uint8_images(4, 32)
-    perfect = quality(to_float(high), high)
+    perfect = quality(to_float(high), high, batch_size=3)
     assert perfect["mse"] == 0 and perfect["ssim"] == pytest.approx(1.0)
-    grey = quality(torch.full((4, 3, 32, 32), 0.5), high)
+    grey = quality(torch.full((4, 3, 32, 32), 0.5), high, batch_size=3)
     expected = (to_float(high) - 0.5).pow(2).mean().item()
     assert grey["mse"] == pytest.approx(expected, rel=1e-6)
     assert grey["psnr"] == pytest.approx(10 * math.log10(1 / expected), rel=1e-6)
@@ -47,7 +47,7 @@ def test_per_class_psnr_uses_only_that_class():
     high = uint8_images(4, 32)
     pred = to_float(high).clone()
     pred[0] = 0.5  # only image 0 (class 1) is wrong
-    scores = per_class_psnr(pred, high, torch.tensor([1, 0, 0, 2]), n_classes=4)
+    scores = per_class_psnr(pred, high, torch.tensor([1, 0, 0, 2]), classes=4)
     assert scores[0] == math.inf and scores[2] == math.inf and math.isnan(scores[3])
     assert scores[1] == pytest.approx(psnr((to_float(high[0]) - 0.5).pow(2).mean().item()), rel=1e-6)
 
@@ -69,7 +69,7 @@ def test_predict_is_batched_clamped_and_independent_of_the_batch_size():
 
 
 def test_consistency_projection_reproduces_the_input():
-    a = downscale_matrix()
+    a = downscale_matrix(8, 32)
     assert torch.allclose(a.sum(1), torch.ones(8), atol=1e-6)
     truth = torch.rand(2, 3, 32, 32) * 0.5 + 0.25
     low = a @ truth @ a.T

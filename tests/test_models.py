@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.architectures import ARCHITECTURES
-from src.models import SRResNet, build_model, count_parameters
+from sr4x.architectures import ARCHITECTURES
+from sr4x.models import SRResNet, build_model, count_parameters
 
 
 def linear(i, o):

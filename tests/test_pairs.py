@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from src.pairs import load_pairs, make_pairs, save_pairs, to_float
+from sr4x.pairs import load_pairs, make_pairs, save_pairs, to_float
 
 
 def test_pairs_match_the_tutorial_transforms():
@@ -45,5 +45,15 @@ def test_load_rejects_wrong_dtype(tmp_path):
 
 
 def test_make_pairs_rejects_wrong_shape():
-    with pytest.raises(ValueError, match=r"expected uint8 images of shape \(N, 32, 32, 3\)"):
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\) with H and W multiples of 4, got uint8 \(2, 3, 32, 32\)"):
         make_pairs(np.zeros((2, 3, 32, 32), dtype=np.uint8), np.zeros(2))
+    with pytest.raises(ValueError, match=r"multiples of 4, got uint8 \(2, 30, 32, 3\)"):
+        make_pairs(np.zeros((2, 30, 32, 3), dtype=np.uint8), np.zeros(2))
+
+
+def test_pairs_of_any_multiple_of_the_scale_are_the_per_image_resize():
+    images = np.random.default_rng(0).integers(0, 256, (2, 24, 40, 3), dtype=np.uint8)
+    pairs = make_pairs(images, np.zeros(2, dtype=np.int64))
+    assert pairs.low.shape == (2, 3, 6, 10) and pairs.high.shape == (2, 3, 24, 40)
+    expected = np.asarray(Image.fromarray(images[1]).resize((10, 6), Image.BILINEAR))  # PIL antialiases
+    assert np.array_equal(pairs.low[1].permute(1, 2, 0).numpy(), expected)

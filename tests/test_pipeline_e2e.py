@@ -14,9 +14,9 @@ import torch
 import yaml
 from cifar_fixture import write_archive
 
-from src.hardware import detect_machine
-from src.provenance import file_md5
-from src.trained import read_weights
+from sr4x.devices import detect_machine
+from sr4x.models import read_weights
+from sr4x.provenance import file_md5
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["src", "stages", "dvc.yaml", "params.yaml", ".gitignore", "models/.gitignore"]
@@ -107,12 +107,12 @@ STATUS_TABLE = [
     ({"models__sr__width": 32}, {"train@sr", "evaluate@sr", "compare"}),
     ({"evaluate__samples": 4}, ALL_EVALUATE | ALL_BASELINES | {"compare"}),
     ({"data__test_images": 50}, ALL_TRAIN | ALL_EVALUATE | ALL_BASELINES),
-    ("src/conv_cropping.py", ALL_TRAIN),  # only training crops dead taps; evaluation runs the plain layers
-    ("src/models.py", ALL_TRAIN | ALL_EVALUATE | {"compare"}),
-    ("src/figures.py", ALL_EVALUATE | ALL_BASELINES | {"compare", "prepare"}),
-    ("src/archive.py", {"download", "prepare"}),  # the unpickler: nothing downstream of an unchanged archive
-    ("src/devices.py", ALL_TRAIN),  # the `auto` table: training only, not the evaluations
-    ("src/paths.py", {"download", "prepare"} | ALL_TRAIN | ALL_EVALUATE | ALL_BASELINES | {"compare"}),
+    ("src/sr4x/conv_cropping.py", ALL_TRAIN),  # only training crops dead taps; evaluation runs the plain layers
+    ("src/sr4x/models.py", ALL_TRAIN | ALL_EVALUATE | {"compare"}),
+    ("src/sr4x/figures.py", ALL_EVALUATE | ALL_BASELINES | {"compare", "prepare"}),
+    ("src/sr4x/archive.py", {"download", "prepare"}),  # the unpickler: nothing downstream of an unchanged archive
+    ("src/sr4x/devices.py", ALL_TRAIN | ALL_EVALUATE),  # the device (and the `auto` table beside it)
+    ("src/sr4x/paths.py", {"download", "prepare"} | ALL_TRAIN | ALL_EVALUATE | ALL_BASELINES | {"compare"}),
 ]
 
 

@@ -1,4 +1,5 @@
 """dvc.yaml is generated from the architectures' descriptions and the code, and lists exactly what each stage reads."""
+import os
 import re
 import shutil
 import subprocess
@@ -7,11 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from src.architectures import ARCHITECTURES
-from src.config import BASELINES
-from src.imports import project_imports
-from src.pipeline import render
-from src.provenance import source_digest
+from sr4x.architectures import ARCHITECTURES
+from sr4x.evaluation import BASELINES
+from sr4x.pipeline import render
+from sr4x.provenance import project_imports, source_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -20,7 +20,7 @@ STAGES = DVC_YAML["stages"]
 
 def test_dvc_yaml_is_what_the_generator_writes():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert (ROOT / "dvc.yaml").read_text() == render(params), "dvc.yaml is stale: run python -m src.pipeline"
+    assert (ROOT / "dvc.yaml").read_text() == render(params), "dvc.yaml is stale: run python -m sr4x.pipeline"
 
 
 def test_every_list_of_architectures_agrees_with_the_registry():
@@ -46,18 +46,19 @@ def test_every_stage_depends_on_exactly_the_code_it_runs():
 
 def test_each_stage_depends_on_what_it_runs_only():
     baseline, evaluate, train = (set(STAGES[s].get("do", STAGES[s])["deps"]) for s in ("baseline", "evaluate", "train"))
-    assert not baseline & {"src/models.py", "src/training.py", "src/conv_cropping.py", "src/inference.py",
-                           "src/archive.py", "src/trained.py"}
-    assert "src/archive.py" not in evaluate | train  # the unpickler reaches download and prepare only
-    assert "src/devices.py" not in evaluate and "src/devices.py" in train  # the `auto` table reaches training only
-    assert "src/figures.py" not in train
-    assert all("src/paths.py" in deps for deps in (baseline, evaluate, train))
+    assert not baseline & {f"src/sr4x/{m}.py" for m in ("models", "training", "conv_cropping", "inference", "archive",
+                                                         "devices")}
+    assert "src/sr4x/archive.py" not in evaluate | train  # the unpickler reaches download and prepare only
+    assert "src/sr4x/training.py" not in evaluate and "src/sr4x/conv_cropping.py" not in evaluate
+    assert "src/sr4x/devices.py" in evaluate & train  # the device, and the `auto` table beside it
+    assert "src/sr4x/figures.py" not in train
+    assert all("src/sr4x/paths.py" in deps for deps in (baseline, evaluate, train))
 
 
 def test_the_import_walk_sees_indirect_imports():
-    assert "src/config.py" in project_imports("stages.download")  # via src.stage
-    assert "src/conv_cropping.py" in project_imports("stages.train")  # via src.training
-    assert "src/pairs.py" in project_imports("stages.train")  # a module the old hand list missed
+    assert "src/sr4x/config.py" in project_imports("stages.download")  # via sr4x.stage
+    assert "src/sr4x/conv_cropping.py" in project_imports("stages.train")  # via sr4x.training
+    assert "src/sr4x/pairs.py" in project_imports("stages.train")  # a module the old hand list missed
 
 
 def test_sr_train_settings_come_from_its_overrides_and_the_rest_from_train():
@@ -70,9 +71,9 @@ def test_the_checkpoint_fingerprint_follows_every_file_of_the_walk(tmp_path):
     for folder in ("src", "stages"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     before = source_digest("stages.train", tmp_path)
-    (tmp_path / "src/figures.py").write_text("# not run by train\n")
+    (tmp_path / "src/sr4x/figures.py").write_text("# not run by train\n")
     assert source_digest("stages.train", tmp_path) == before
-    with open(tmp_path / "src/pairs.py", "a") as f:  # run through stages.train's imports
+    with open(tmp_path / "src/sr4x/pairs.py", "a") as f:  # run through stages.train's imports
         f.write("# edited\n")
     assert source_digest("stages.train", tmp_path) != before
 
@@ -94,21 +95,22 @@ class Toy(nn.Module):
 def test_adding_an_architecture_is_one_class_one_entry_and_its_params_block(tmp_path):
     for folder in ("src", "stages"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    with open(tmp_path / "src/models.py", "a") as f:
+    with open(tmp_path / "src/sr4x/models.py", "a") as f:
         f.write(TOY_MODEL)
-    registry = (tmp_path / "src/architectures.py").read_text()
+    registry = (tmp_path / "src/sr4x/architectures.py").read_text()
     entry = '    "toy": Architecture("Toy", {"gain": 1}),\n'
     registry = registry.replace('    "sr": Architecture(', entry + '    "sr": Architecture(')
-    (tmp_path / "src/architectures.py").write_text(registry)
+    (tmp_path / "src/sr4x/architectures.py").write_text(registry)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["models"]["toy"] = {"gain": 2}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run([sys.executable, "-m", "src.pipeline"], cwd=tmp_path, check=True)
+    copy = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}  # the copy's library, not the installed one
+    subprocess.run([sys.executable, "-m", "sr4x.pipeline"], cwd=tmp_path, env=copy, check=True)
     generated = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]
     assert list(generated["train"]["foreach"]) == ["fc", "conv", "resnet", "toy", "sr"]
     assert generated["evaluate"]["foreach"]["toy"]["option_1"] == "models.toy.gain"
     assert "models/toy.pt" in generated["compare"]["deps"] and "models.toy.gain" in generated["compare"]["params"]
-    built = subprocess.run([sys.executable, "-c", "from src.models import build_model; import torch; "
+    built = subprocess.run([sys.executable, "-c", "from sr4x.models import build_model; import torch; "
                             "print(build_model('toy', gain=2)(torch.ones(1, 3, 8, 8)).shape)"],
-                           cwd=tmp_path, capture_output=True, text=True, check=True)
+                           cwd=tmp_path, env=copy, capture_output=True, text=True, check=True)
     assert built.stdout.strip() == "torch.Size([1, 3, 32, 32])"

@@ -23,14 +23,15 @@ from typing import BinaryIO
 import numpy as np
 from tqdm import tqdm
 
-from src.atomic import atomic_path
-from src.errors import ArchiveError
+from sr4x.atomic import atomic_path
+from sr4x.errors import ArchiveError
 
 PREFIX = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
-# Members the official archive holds. Only the batches are read; the rest are allowed, not read.
-ALLOWED_FILES = {f"{PREFIX}/{name}" for name in (*TRAIN_BATCHES, *TEST_BATCHES, "batches.meta", "readme.html")}
+# Members the official archive holds. The batches and the metadata are read; the readme is allowed, not read.
+META = "batches.meta"  # the class names, in label order
+ALLOWED_FILES = {f"{PREFIX}/{name}" for name in (*TRAIN_BATCHES, *TEST_BATCHES, META, "readme.html")}
 MAX_MEMBER_BYTES = 64 * 2**20  # an official batch is about 31 MB
 
 
@@ -100,15 +101,28 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return ALLOWED_GLOBALS[(module, name)]
 
 
+def _unpickle_dict(blob: bytes, name: str) -> dict:
+    """Unpickle a batch or the metadata safely, with str keys: official files have bytes keys, files re-packed
+    by Python 3 str keys (torchvision reads both). Not a dict: an empty one."""
+    try:
+        loaded = _NumpyOnlyUnpickler(io.BytesIO(blob), encoding="bytes").load()
+    except Exception as err:
+        raise ArchiveError(f"{name}: not a valid CIFAR-10 file: {err}") from err
+    return {key.decode("latin1") if isinstance(key, bytes) else key: value
+            for key, value in loaded.items()} if isinstance(loaded, dict) else {}
+
+
+def load_class_names(blob: bytes, name: str) -> list[str]:
+    """The ten class names, in label order, from the pickled `batches.meta`."""
+    names = _unpickle_dict(blob, name).get("label_names")
+    if not isinstance(names, list) or len(names) != 10 or not all(isinstance(n, bytes | str) for n in names):
+        raise ArchiveError(f"{name}: expected 'label_names', a list of 10 names")
+    return [n.decode("utf-8") if isinstance(n, bytes) else n for n in names]
+
+
 def load_batch(blob: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Unpickle one batch safely and validate it; return images (N, 32, 32, 3) uint8 and labels (N,) int64."""
-    try:
-        batch = _NumpyOnlyUnpickler(io.BytesIO(blob), encoding="bytes").load()
-    except Exception as err:
-        raise ArchiveError(f"{name}: not a valid CIFAR-10 batch: {err}") from err
-    # Official batches have bytes keys; a batch re-packed by Python 3 has str keys (torchvision reads both).
-    fields = {key.decode("latin1") if isinstance(key, bytes) else key: value
-              for key, value in batch.items()} if isinstance(batch, dict) else {}
+    fields = _unpickle_dict(blob, name)
     if "data" not in fields or "labels" not in fields:
         raise ArchiveError(f"{name}: expected a dict with 'data' and 'labels' (bytes or str keys)")
     data, labels = fields["data"], fields["labels"]
@@ -142,7 +156,7 @@ def _check_members(members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]
         if m.name in found:
             raise ArchiveError(f"archive member {m.name!r} appears twice")
         found[m.name] = m
-    missing = [n for n in (*TRAIN_BATCHES, *TEST_BATCHES) if f"{PREFIX}/{n}" not in found]
+    missing = [n for n in (*TRAIN_BATCHES, *TEST_BATCHES, META) if f"{PREFIX}/{n}" not in found]
     if missing:
         raise ArchiveError(f"archive lacks {PREFIX}/{missing[0]}")
     return found
@@ -150,10 +164,11 @@ def _check_members(members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]
 
 @dataclass(frozen=True)
 class Split:
-    """One split of CIFAR-10 as HWC uint8 images and int64 labels."""
+    """One split of CIFAR-10 as HWC uint8 images and int64 labels, with the class names in label order."""
 
     images: np.ndarray
     labels: np.ndarray
+    classes: list[str]
 
 
 def read_archive(path: str | os.PathLike) -> dict[str, Split]:
@@ -165,13 +180,16 @@ def read_archive(path: str | os.PathLike) -> dict[str, Split]:
     with tar:
         try:
             members = _check_members(tar.getmembers())
+            meta = members[f"{PREFIX}/{META}"]
+            classes = load_class_names(tar.extractfile(meta).read(), f"{path}:{meta.name}")
             splits = {}
             for split, names in (("train", TRAIN_BATCHES), ("test", TEST_BATCHES)):
                 parts = []
                 for name in names:
                     member = members[f"{PREFIX}/{name}"]
                     parts.append(load_batch(tar.extractfile(member).read(), f"{path}:{member.name}"))
-                splits[split] = Split(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+                splits[split] = Split(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                                      classes)
         except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
             raise ArchiveError(f"{path}: corrupted archive: {err}") from err
     return splits

@@ -14,23 +14,21 @@ from typing import Any
 
 import yaml
 
-from src.architectures import ARCHITECTURES
-from src.errors import ParamsError
+from sr4x.architectures import ARCHITECTURES
+from sr4x.errors import ParamsError
 
-BASELINES = ("nearest", "bilinear", "bicubic")  # the fixed interpolations evaluated beside the models
 SCHEDULES = ("constant", "onecycle", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
-AUTO = "auto"  # a speed option chosen per device type and architecture (src/devices.py)
-OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
+AUTO = "auto"  # a speed option chosen per device type and architecture (devices.py)
 
 
 @dataclasses.dataclass(frozen=True)
 class DownloadParams:
-    """Where the CIFAR-10 python archive comes from: an http(s)/file URL or a local path."""
+    """Where the CIFAR-10 python archive comes from: an http(s)/file URL or a local path (params.yaml names
+    the official archive), and its md5. Both are required."""
 
-    url: str = OFFICIAL_URL
-    md5: str = OFFICIAL_MD5
+    url: str
+    md5: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +50,7 @@ class TrainParams:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
-    # Speed options: "auto" picks per device type and architecture (src/devices.py); a value is honoured.
+    # Speed options: "auto" picks per device type and architecture (devices.py); a value is honoured.
     precision: str = AUTO
     channels_last: bool | str = AUTO
     fused_adam: bool | str = AUTO
@@ -110,6 +108,8 @@ def _build(cls: type, raw: Any, prefix: str, base: Any = None) -> Any:
     values = {}
     for name, field in fields.items():
         default = getattr(base, name) if base is not None else field.default
+        if name not in raw and default is dataclasses.MISSING:
+            raise ParamsError(f"params.yaml: missing key {prefix}.{name}")
         value = raw.get(name, default)
         kind = {"int": int, "float": float, "str": str, "bool": bool, "bool | str": bool,
                 "tuple[str, ...]": (list, tuple)}[field.type]

@@ -1,6 +1,6 @@
 """Upscale image files 4x with a trained model: any size in bounded memory, on the GPU when there is one.
 
-Usage: python -m src.upscale photo.png more/ --out upscaled/        (or: cifar-sr-upscale ...)
+Usage: python -m sr4x.upscale photo.png more/ --out upscaled/        (or: sr4x-upscale ...)
 
 The weights file describes itself (architecture and options), so it is all the command needs:
 `models/sr.pt` by default, `--weights` for another. Images go through the network in tiles with a
@@ -24,18 +24,16 @@ from torch import nn
 from torchvision.transforms.functional import pil_to_tensor
 from tqdm import tqdm
 
-from src import paths
-from src.architectures import ARCHITECTURES
-from src.atomic import OutputError, atomic_path
-from src.config import TrainParams, load_params
-from src.devices import resolve_speed_options
-from src.errors import ProjectError, UpscaleError
-from src.hardware import Machine, detect_machine, resolve_device
-from src.inference import self_ensemble
-from src.models import build_model
-from src.png import PngStream
-from src.tiling import SCALE, plan_tiles, receptive_radius, upscale_bands
-from src.trained import read_weights
+from sr4x import paths
+from sr4x.architectures import ARCHITECTURES, SCALE
+from sr4x.atomic import OutputError, atomic_path, stale_temporaries
+from sr4x.config import TrainParams
+from sr4x.devices import Machine, detect_machine, resolve_device, resolve_speed_options
+from sr4x.errors import ProjectError, UpscaleError
+from sr4x.inference import self_ensemble
+from sr4x.models import build_model, read_weights
+from sr4x.png import PngStream
+from sr4x.tiling import plan_tiles, receptive_radius, upscale_bands
 
 # Every file extension of an image format Pillow can open (PNG, JPEG, WebP, BMP, TIFF, ...).
 EXTENSIONS = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
@@ -100,24 +98,15 @@ class Upscaler:
 
 
 def load_upscaler(weights: Path, device_name: str = "auto", tile: int | None = None, precision: str = "auto",
-                  ensemble: bool = False, arch: str | None = None, params_file: Path | None = None) -> Upscaler:
-    """The model of a weights file on the resolved device, with its tiling.
-
-    `arch` (and params.yaml, for its options) are needed only by weights saved before they
-    described themselves; given with newer weights, `arch` must match the file.
-    """
+                  ensemble: bool = False, arch: str | None = None) -> Upscaler:
+    """The model of a weights file on the resolved device, with its tiling; `arch`, if given, must match the file."""
     if not weights.is_file():
         raise UpscaleError(f"{weights}: no weights; run `dvc repro train@{arch or 'sr'}` or pass --weights")
     try:
         saved_arch, options, state = read_weights(weights)
     except Exception as err:
         raise UpscaleError(f"{weights}: not a weights file ({err})") from err
-    if saved_arch is None:
-        if arch is None:
-            raise UpscaleError(f"{weights}: weights without their architecture (an older file); name it with "
-                               "--model, with its options in --params")
-        saved_arch, options = arch, dict(load_params(params_file or Path("params.yaml")).models[arch].options)
-    elif arch is not None and arch != saved_arch:
+    if arch is not None and arch != saved_arch:
         raise UpscaleError(f"{weights}: not weights for {arch} (they are {saved_arch}'s)")
     try:
         model = build_model(saved_arch, **options)
@@ -211,6 +200,10 @@ def upscale_files(upscaler: Upscaler, inputs: list[Path], out_dir: Path, recursi
     An existing output is kept (and reported) unless `overwrite`. Returns the files written.
     """
     jobs = [check_image(source, target, upscaler.arch) for source, target in collect_inputs(inputs, out_dir, recursive)]
+    for job in jobs:  # what a killed earlier run left behind for these outputs
+        for stale in stale_temporaries(job.target):
+            stale.unlink(missing_ok=True)
+            print(f"removed {stale}, left by an interrupted run")
     written = []
     for job in tqdm(jobs, desc="images", unit="image", disable=None):
         if job.target.exists() and not overwrite:
@@ -229,16 +222,14 @@ def upscale_files(upscaler: Upscaler, inputs: list[Path], out_dir: Path, recursi
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m src.upscale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m sr4x.upscale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", type=Path,
                         help="image files (any still format Pillow opens) or folders of them")
     parser.add_argument("--out", required=True, type=Path, help="output folder for the upscaled PNGs")
     parser.add_argument("--weights", type=Path,
                         help="weights file (default: models/MODEL.pt from `dvc repro`, MODEL being sr)")
     parser.add_argument("--model", choices=list(ARCHITECTURES),
-                        help="the architecture: picks models/MODEL.pt, and names that of an older weights file")
-    parser.add_argument("--params", type=Path,
-                        help="params file with the model's options, for an older weights file (default: params.yaml)")
+                        help="the architecture: picks models/MODEL.pt (with --weights, the file must hold it)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--tile", type=int,
                         help=f"input pixels per tile side (default: {DEFAULT_TILE['cpu']}); smaller uses less memory")
@@ -251,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     weights = args.weights or paths.weights(args.model or "sr")
     try:
-        upscaler = load_upscaler(weights, args.device, args.tile, args.precision, args.ensemble, args.model,
-                                 args.params)
+        upscaler = load_upscaler(weights, args.device, args.tile, args.precision, args.ensemble, args.model)
         upscale_files(upscaler, args.inputs, args.out, args.recursive, args.overwrite)
     except OutputError as err:  # a full disk, no permission: the file and the cause, no traceback
         print(f"error: {err.strerror}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Every file the pipeline reads and writes, relative to the repository root (torch-free).
 
-Functions take a name so that `src/pipeline.py` can pass DVC's `${key}` and get the templated path.
+Functions take a name so that `pipeline.py` can pass DVC's `${key}` and get the templated path.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 RAW_ARCHIVE = Path("data/raw/cifar-10-python.tar.gz")
 PREPARED = Path("data/prepared")
-PREPARED_INFO = PREPARED / "info.json"  # the number of pairs per split
+PREPARED_INFO = PREPARED / "info.json"  # the number of pairs per split, and the class names
 CHECKPOINTS = Path("checkpoints")
 PAIRS_FIGURE = Path("plots/samples/pairs.png")
 GRID = Path("plots/compare/grid.png")

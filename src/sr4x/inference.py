@@ -3,9 +3,9 @@ low-resolution consistency.
 
 - Self-ensemble (EDSR+): average the model's outputs over the 8 flips/rotations of the input,
   each mapped back.
-- Consistency: project the output onto the images whose 8x8 downscale (the exact linear map
-  of PIL's antialiased bilinear Resize(8)) equals the input: x + P (y - A x A^T) P^T with
-  P = A^T (A A^T)^-1. The true image lies in that set (up to 8-bit rounding of y), so the
+- Consistency: project the output onto the images whose downscale (the exact linear map of
+  PIL's antialiased bilinear resize, the one that made the input) equals the input:
+  x + P (y - A x A^T) P^T with P = A^T (A A^T)^-1. The true image lies in that set (up to 8-bit rounding of y), so the
   orthogonal projection cannot move the output further from it.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from src.metrics import mse, psnr
-from src.pairs import HIGH_SIZE, LOW_SIZE, Pairs, to_float
+from sr4x.evaluation import mse, psnr
+from sr4x.pairs import Pairs, to_float
 
 
 @torch.no_grad()
@@ -51,20 +51,20 @@ def self_ensemble(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
-def downscale_matrix() -> torch.Tensor:
-    """A (8, 32): one axis of PIL's antialiased bilinear 32->8 resize, so D(X) = A X A^T."""
-    a = np.zeros((LOW_SIZE, HIGH_SIZE))
-    for j in range(HIGH_SIZE):
-        basis = np.zeros((HIGH_SIZE, HIGH_SIZE), dtype=np.float32)
+def downscale_matrix(low: int, high: int) -> torch.Tensor:
+    """A (low, high): one axis of PIL's antialiased bilinear high->low resize, so D(X) = A X A^T."""
+    a = np.zeros((low, high))
+    for j in range(high):
+        basis = np.zeros((high, high), dtype=np.float32)
         basis[:, j] = 1  # constant along rows, so every output row is column j of A^T
-        small = Image.fromarray(basis, mode="F").resize((LOW_SIZE, LOW_SIZE), Image.BILINEAR)
+        small = Image.fromarray(basis, mode="F").resize((low, low), Image.BILINEAR)
         a[:, j] = np.asarray(small)[0]
     return torch.from_numpy(a).float()
 
 
 def project_consistent(pred: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
-    """Project float predictions (N,3,32,32) so that their 8x8 downscale equals `low` (float), clamped."""
-    a = downscale_matrix()
+    """Project float square predictions (N,3,H,H) so that their downscale equals `low` (float), clamped."""
+    a = downscale_matrix(low.shape[-1], pred.shape[-1])
     p = a.T @ torch.linalg.inv(a @ a.T)
     residual = low - a @ pred @ a.T
     return (pred + p @ residual @ p.T).clamp_(0, 1)

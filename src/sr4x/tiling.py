@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-SCALE = 4  # every model upscales 8x8 -> 32x32
+from sr4x.architectures import SCALE
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,6 +36,23 @@ def _storage_cause(err: BaseException) -> OSError | None:
     return None
 
 
+def _temporary_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporary files `atomic_path` made for `path` and a killed process left behind (kill -9 runs no cleanup).
+
+    Only call it where no other process is writing `path`.
+    """
+    target = Path(path)
+    if not target.parent.is_dir():
+        return []
+    prefix = _temporary_prefix(target)
+    return sorted(p for p in target.parent.iterdir()
+                  if p.name.startswith(prefix) and p.name.endswith(".tmp") and "." not in p.name[len(prefix):-4])
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and `os.replace` it over `path`.
@@ -46,7 +63,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     umask = os.umask(0)
@@ -89,9 +106,3 @@ def torch_save(path: str | os.PathLike, obj: Any) -> None:
     # the same object always gives the same bytes (and DVC hash).
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(obj, f)
-
-
-def save_figure(path: str | os.PathLike, figure: Any) -> None:
-    """Atomically save a matplotlib figure as PNG."""
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")

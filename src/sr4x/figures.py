@@ -1,5 +1,7 @@
-"""Matplotlib figures (Agg backend, no display needed): image grids and training curves."""
+"""Matplotlib figures (Agg backend, no display needed): image grids and training curves, saved atomically."""
 from __future__ import annotations
+
+import os
 
 import matplotlib
 
@@ -8,6 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from sr4x.atomic import atomic_path  # noqa: E402
 
 
 def _as_image(t: torch.Tensor):
@@ -50,3 +54,10 @@ def curves_figure(logs: dict[str, pd.DataFrame]) -> Figure:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(ncol=2, fontsize=8)
     return fig
+
+
+def save_figure(path: str | os.PathLike, figure: Figure) -> None:
+    """Atomically save a figure as PNG, and free it."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)

@@ -1,6 +1,8 @@
-"""Hashes and provenance: file and source digests, run fingerprints, and the environment a result was made in."""
+"""Provenance: the project files a module runs (dvc.yaml's code deps), file and source digests, run fingerprints,
+and the environment a result was made in."""
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.metadata
 import json
@@ -11,10 +13,36 @@ from typing import Any
 
 import torch
 
-from src.imports import ROOT, project_imports
-
+ROOT = Path(__file__).resolve().parents[2]  # the repository: src/sr4x/provenance.py
+PACKAGES = {"sr4x": "src/sr4x", "stages": "stages"}  # project packages -> their folders
 LOCK_FILE = ROOT / "requirements.lock"
 KEY_PACKAGES = ("torchvision", "numpy", "pillow")
+
+
+def module_path(module: str) -> str | None:
+    """The file of a project module, relative to the repository root; None for any other module."""
+    package, _, rest = module.partition(".")
+    if package not in PACKAGES or not rest:
+        return None
+    return f"{PACKAGES[package]}/{rest.replace('.', '/')}.py"
+
+
+def project_imports(module: str, root: Path = ROOT) -> list[str]:
+    """Sorted paths (relative to `root`) of `module` and every project module it imports, directly or not."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        path = module_path(todo.pop())
+        if path is None or path in seen or not (root / path).exists():
+            continue  # a package's __init__ or a name imported from a module, not a module itself
+        seen.add(path)
+        for node in ast.walk(ast.parse((root / path).read_text())):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                # `from sr4x import paths` names a module; `from sr4x.x import f` a name in one (skipped above)
+                todo += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+    return sorted(seen)
 
 
 def file_md5(path: str | os.PathLike) -> str:

@@ -1,18 +1,21 @@
-"""One description per architecture: its class in `src/models.py`, its options and the input sizes it accepts.
+"""The project's one scale, and one description per architecture: its class in `models.py`, its options and
+the input sizes it accepts.
 
 Torch-free, so that params validation and `dvc.yaml` generation read it without importing model code.
-Adding an architecture is a class in `src/models.py`, an entry here and a block in params.yaml.
+Adding an architecture is a class in `models.py`, an entry here and a block in params.yaml.
 """
 from __future__ import annotations
 
 import dataclasses
+
+SCALE = 4  # every model upscales by this factor; the pairs' low-resolution halves are this much smaller
 
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     """What the rest of the project needs to know about a model without building it."""
 
-    model: str  # the nn.Module class's name in src/models.py
+    model: str  # the nn.Module class's name in models.py
     options: dict[str, int]  # constructor options (params.yaml models.ARCH.NAME) -> lowest allowed value
     exact_input: int | None = None  # the one square input size it accepts, if it takes no other
     input_multiple: int = 1  # otherwise: height and width must be multiples of this

@@ -5,8 +5,8 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
-from src.atomic import OutputError
-from src.errors import ParamsError, ProjectError
+from sr4x.atomic import OutputError
+from sr4x.errors import ParamsError, ProjectError
 
 
 def stage_argument(kind: str, allowed: Iterable[str]) -> str:

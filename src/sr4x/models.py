@@ -1,19 +1,27 @@
-"""The architectures, as plain nn.Modules, built by name from their descriptions (`src/architectures.py`).
+"""The architectures as plain nn.Modules, built by name from their descriptions (`architectures.py`), and
+trained models on disk.
 
-Every model maps a float batch (N, 3, 8, 8) in [0, 1] to (N, 3, 32, 32). The first three are
-the tutorial's encoder-decoders, layer for layer; `SRResNet` is this project's super-resolution
-network (EDSR body + ESPCN sub-pixel upsampling + a residual over bicubic).
+Every model maps a float batch (N, 3, h, w) in [0, 1] to (N, 3, SCALE*h, SCALE*w). The first three
+are the tutorial's encoder-decoders, layer for layer (fixed 8x8 inputs); `SRResNet` is this
+project's super-resolution network (EDSR body + ESPCN sub-pixel upsampling + a residual over bicubic).
+
+A weights file is a dict `{"arch", "options", "state_dict"}` read tensors-only (no code runs), so a
+file alone rebuilds its model.
 """
 from __future__ import annotations
 
 import itertools
+import os
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
-from src.architectures import ARCHITECTURES
+from sr4x.architectures import ARCHITECTURES, SCALE
+from sr4x.atomic import torch_save
+from sr4x.errors import ParamsError
 
 
 class FC(nn.Module):
@@ -93,7 +101,7 @@ class SRResNet(nn.Module):
     training only ever has to learn the correction.
     """
 
-    def __init__(self, width: int = 64, depth: int = 8, scale: int = 4) -> None:
+    def __init__(self, width: int = 64, depth: int = 8, scale: int = SCALE) -> None:
         super().__init__()
         self.scale = scale
         self.head = nn.Conv2d(3, width, 3, padding=1)
@@ -120,3 +128,33 @@ def build_model(arch: str, **options: int) -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def save_weights(path: str | os.PathLike, arch: str, options: Mapping[str, int], model: nn.Module) -> None:
+    """Atomically write `model`'s tensors with the architecture and options that rebuild it."""
+    torch_save(path, {"arch": arch, "options": dict(options), "state_dict": model.state_dict()})
+
+
+def read_weights(path: str | os.PathLike) -> tuple[str, dict[str, int], dict[str, torch.Tensor]]:
+    """(arch, options, state dict) of a weights file written by `save_weights`."""
+    saved = torch.load(path, weights_only=True, map_location="cpu")
+    if not (isinstance(saved, dict) and {"arch", "options", "state_dict"} <= saved.keys()):
+        raise ValueError("not a weights file of this project (a dict of arch, options and state_dict)")
+    return saved["arch"], dict(saved["options"]), saved["state_dict"]
+
+
+def load_trained(weights: str | os.PathLike, arch: str | None = None,
+                 options: Mapping[str, int] | None = None) -> tuple[str, nn.Module]:
+    """The architecture's name and the model of a weights file, on the CPU.
+
+    `arch` and `options`, where given, are what the caller expects (a stage: params.yaml) and must
+    match what the file says.
+    """
+    saved_arch, saved_options, state = read_weights(weights)
+    expected = (arch, dict(options) if options is not None else saved_options)
+    if arch is not None and (saved_arch, saved_options) != expected:
+        raise ParamsError(f"{weights}: weights of {saved_arch} {saved_options}, expected {arch} {dict(options or {})}; "
+                          f"retrain with `dvc repro train@{arch}`")
+    model = build_model(saved_arch, **saved_options)
+    model.load_state_dict(state)
+    return saved_arch, model

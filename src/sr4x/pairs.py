@@ -1,4 +1,4 @@
-"""Low/high-resolution pairs: 32x32 CIFAR images and their 8x8 downscales, as stored tensors.
+"""Low/high-resolution pairs: images and their downscales by SCALE (CIFAR-10: 32x32 and 8x8), as stored tensors.
 
 Both halves are kept as uint8. That is lossless: the tutorial's input is PIL's 8-bit output of
 `Resize(8)` and its target the 8-bit original, each later divided by 255 by `ToTensor`. uint8
@@ -15,18 +15,15 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from src import paths
-from src.atomic import torch_save
-from src.config import check_limit
-
-LOW_SIZE = 8
-HIGH_SIZE = 32
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")  # label order
+from sr4x import paths
+from sr4x.architectures import SCALE
+from sr4x.atomic import torch_save
+from sr4x.config import check_limit
 
 
 @dataclass(frozen=True)
 class Pairs:
-    """Paired images of one split: low (N,3,8,8), high (N,3,32,32) uint8; labels (N,) int64."""
+    """Paired images of one split: low (N,3,h,w), high (N,3,SCALE*h,SCALE*w) uint8; labels (N,) int64."""
 
     low: torch.Tensor
     high: torch.Tensor
@@ -45,15 +42,19 @@ class Pairs:
 
 
 def downscale(image: np.ndarray) -> np.ndarray:
-    """One HWC uint8 32x32 image -> 8x8, exactly as torchvision `Resize(8)` does on a PIL image."""
-    small = TF.resize(Image.fromarray(image), LOW_SIZE)  # PIL bilinear, antialiased
+    """One HWC uint8 image -> 1/SCALE of its size, as torchvision `Resize` does on a PIL image (CIFAR-10's
+    32x32 -> 8x8 is the tutorial's `Resize(8)`)."""
+    height, width = image.shape[:2]
+    small = TF.resize(Image.fromarray(image), [height // SCALE, width // SCALE])  # PIL bilinear, antialiased
     return np.asarray(small, dtype=np.uint8)
 
 
 def make_pairs(images: np.ndarray, labels: np.ndarray) -> Pairs:
-    """Build the pairs of one split from HWC uint8 images of shape (N, 32, 32, 3)."""
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (HIGH_SIZE, HIGH_SIZE, 3):
-        raise ValueError(f"expected uint8 images of shape (N, 32, 32, 3), got {images.dtype} {images.shape}")
+    """Build the pairs of one split from HWC uint8 images of shape (N, H, W, 3), H and W multiples of SCALE."""
+    if (images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3
+            or images.shape[1] % SCALE or images.shape[2] % SCALE):
+        raise ValueError(f"expected uint8 images of shape (N, H, W, 3) with H and W multiples of {SCALE}, "
+                         f"got {images.dtype} {images.shape}")
     low = np.stack([downscale(im) for im in images])
     to_chw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
     return Pairs(to_chw(low), to_chw(images), torch.from_numpy(labels.astype(np.int64)))
@@ -73,8 +74,8 @@ def load_pairs(path: str | os.PathLike) -> Pairs:
     """Load pairs written by `save_pairs`, with `weights_only=True` (no arbitrary objects)."""
     d = torch.load(path, weights_only=True)
     pairs = Pairs(d["low"], d["high"], d["labels"])
-    n = len(pairs.labels)
-    expected = {"low": (n, 3, LOW_SIZE, LOW_SIZE), "high": (n, 3, HIGH_SIZE, HIGH_SIZE)}
+    n, (h, w) = len(pairs.labels), pairs.low.shape[-2:]
+    expected = {"low": (n, 3, h, w), "high": (n, 3, SCALE * h, SCALE * w)}
     for name, shape in expected.items():
         t = getattr(pairs, name)
         if t.dtype != torch.uint8 or tuple(t.shape) != shape:
@@ -89,3 +90,8 @@ def load_split(split: str, limit: int) -> Pairs:
     """
     size = json.loads(paths.PREPARED_INFO.read_text())[split]
     return load_pairs(paths.prepared_split(split)).head(check_limit(f"data.{split}_images", limit, size))
+
+
+def class_names() -> list[str]:
+    """The names of the prepared data's classes, in label order (from the archive's metadata)."""
+    return json.loads(paths.PREPARED_INFO.read_text())["classes"]
