@@ -1,0 +1,131 @@
+"""How accurate a small CIFAR-10 classifier gets on this machine, against its training time. Not a test.
+
+    python bench/classifier.py [--epochs 8] [--widths 64 256 256] [--batch 512] [--lr 0.2] [--precision bf16]
+
+A candidate for a classifier the pipeline trains itself, to judge upscaled images offline: the
+network and recipe follow airbench (Jordan 2024, arXiv:2404.00498): a frozen 2x2 patch-whitening
+convolution, three conv-pool-BN-GELU groups, max-pool and a linear head; label smoothing 0.2,
+Nesterov SGD with a triangular learning-rate schedule, random flips and 2-pixel translations.
+It reads the original 32x32 images of the prepared pairs (`dvc repro` makes them), trains on the
+CPU with the given precision (bf16 autocast only where the CPU computes it natively is fast) and
+prints per epoch the seconds so far and the test accuracy (with flip test-time augmentation).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sr4x import paths
+from sr4x.pairs import load_pairs, to_float
+
+
+def conv_group(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c_out), nn.GELU(),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU(),
+    )
+
+
+class Classifier(nn.Module):
+    """airbench's network: whitening (32 -> 31), three groups (31 -> 15 -> 7 -> 3), max-pool, linear."""
+
+    def __init__(self, widths: tuple[int, int, int], classes: int = 10) -> None:
+        super().__init__()
+        self.whiten = nn.Conv2d(3, 24, 2, bias=True)
+        self.whiten.weight.requires_grad_(False)
+        self.body = nn.Sequential(conv_group(24, widths[0]), conv_group(widths[0], widths[1]),
+                                  conv_group(widths[1], widths[2]), nn.MaxPool2d(3), nn.Flatten())
+        self.head = nn.Linear(widths[2], classes, bias=False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features of float images in [0, 1]."""
+        return self.body(F.gelu(self.whiten(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)) / 9  # airbench's logit scale
+
+    @torch.no_grad()
+    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Whitening filters from the eigenvectors of the images' 2x2 patch covariance, and their negatives."""
+        patches = images.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
+        patches = patches - patches.mean(0)
+        values, vectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+        filters = (vectors.T / (values + eps).sqrt()[:, None]).reshape(12, 3, 2, 2).float()
+        self.whiten.weight.copy_(torch.cat([filters, -filters]))
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random horizontal flip and a random translation of up to 2 pixels (reflect padding) per image."""
+    n = len(x)
+    flip = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    dy, dx = torch.randint(0, 5, (2,), generator=generator).tolist()  # one shift per batch: a view, no gather
+    return padded[:, :, dy:dy + 32, dx:dx + 32]
+
+
+@torch.no_grad()
+def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor, bf16: bool, batch: int = 1000) -> float:
+    """Test accuracy with flip test-time augmentation (the mean of the logits of an image and its mirror)."""
+    model.eval()
+    correct = 0
+    for x, y in zip(images.split(batch), labels.split(batch), strict=True):
+        x = to_float(x).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x).float() + model(x.flip(-1)).float()
+        correct += (logits.argmax(1) == y).sum().item()
+    return correct / len(labels)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--widths", type=int, nargs=3, default=[64, 256, 256])
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--lr", type=float, default=0.2, help="peak learning rate of the triangular schedule")
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    parser.add_argument("--train-images", type=int, default=0, help="0: the whole training split")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    train, test = (load_pairs(paths.prepared_split(s)) for s in ("train", "test"))
+    if args.train_images:
+        train = train.head(args.train_images)
+    model = Classifier(tuple(args.widths)).to(memory_format=torch.channels_last)
+    model.init_whitening(to_float(train.high[:5000]))
+    bf16 = args.precision == "bf16"
+    steps = args.epochs * -(-len(train) // args.batch)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=args.lr, momentum=0.9,
+                                nesterov=True, weight_decay=args.weight_decay)
+    warmup = max(1, steps // 5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: s / warmup if s < warmup else max(0.0, (steps - s) / (steps - warmup)))
+    generator = torch.Generator().manual_seed(args.seed)
+    print(f"{len(train)} training images, widths {args.widths}, batch {args.batch}, {args.precision}, "
+          f"{sum(p.numel() for p in model.parameters())} parameters, {torch.get_num_threads()} threads", flush=True)
+    seconds = 0.0
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        for idx in torch.randperm(len(train), generator=generator).split(args.batch):
+            x = augment(to_float(train.high[idx]), generator).contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), train.labels[idx], label_smoothing=0.2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        seconds += time.perf_counter() - start
+        acc = accuracy(model, test.high, test.labels, bf16)
+        print(f"epoch {epoch}: {seconds:.0f} s of training, loss {loss.item():.3f}, test accuracy {acc:.4f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
