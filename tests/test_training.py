@@ -18,7 +18,8 @@ from sr4x.pairs import make_pairs
 from sr4x.provenance import fingerprint
 from sr4x.training import fit, setup_run
 
-PARAMS = TrainParams(epochs=3, batch_size=16, lr=1e-3, seed=0, device="cpu", threads=1)
+# precision forced: `auto` trains sr in bf16 on a CPU with native bf16 and in fp32 elsewhere
+PARAMS = TrainParams(epochs=3, batch_size=16, lr=1e-3, seed=0, device="cpu", threads=1, precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +63,9 @@ def test_each_epoch_is_shuffled_anew(data, monkeypatch, tmp_path):
     assert len(orders) == 3 and not torch.equal(orders[0], orders[1])
 
 
-@pytest.mark.parametrize("arch", ["conv", "sr"])
-def test_interrupted_run_resumes_to_the_same_result(arch, data, monkeypatch, tmp_path):
-    params = dataclasses.replace(PARAMS, schedule="onecycle")  # the schedule's state must resume too
+@pytest.mark.parametrize("arch, precision", [("conv", "fp32"), ("sr", "fp32"), ("sr", "bf16")])
+def test_interrupted_run_resumes_to_the_same_result(arch, precision, data, monkeypatch, tmp_path):
+    params = dataclasses.replace(PARAMS, schedule="onecycle", precision=precision)  # the schedule resumes too
     uninterrupted, log_full = run(data, tmp_path / "full.pt", params, arch)
 
     real_epoch = training.train_one_epoch
