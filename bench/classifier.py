@@ -1,6 +1,7 @@
 """How accurate a small CIFAR-10 classifier gets on this machine, against its training time. Not a test.
 
     python bench/classifier.py [--epochs 8] [--widths 64 256 256] [--batch 512] [--lr 0.2] [--precision bf16]
+                               [--ema 0.99]
 
 A candidate for a classifier the pipeline trains itself, to judge upscaled images offline: the
 network and recipe follow airbench (Jordan 2024, arXiv:2404.00498): a frozen 2x2 patch-whitening
@@ -8,7 +9,8 @@ convolution, three conv-pool-BN-GELU groups, max-pool and a linear head; label s
 Nesterov SGD with a triangular learning-rate schedule, random flips and 2-pixel translations.
 It reads the original 32x32 images of the prepared pairs (`dvc repro` makes them), trains on the
 CPU with the given precision (bf16 autocast only where the CPU computes it natively is fast) and
-prints per epoch the seconds so far and the test accuracy (with flip test-time augmentation).
+prints per epoch the seconds so far and the test accuracy (with flip test-time augmentation), and at
+the end the accuracy with translated views as well.
 """
 from __future__ import annotations
 
@@ -68,15 +70,26 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return padded[:, :, dy:dy + 32, dx:dx + 32]
 
 
+def views(x: torch.Tensor, translate: bool) -> list[torch.Tensor]:
+    """Test-time views: the image and its mirror; with `translate`, both also shifted one pixel up-left and
+    down-right (reflect padding), as airbench's strongest test-time augmentation."""
+    shown = [x, x.flip(-1)]
+    if translate:
+        padded = [F.pad(v, (1, 1, 1, 1), mode="reflect") for v in shown]
+        shown += [p[:, :, d:d + 32, d:d + 32] for p in padded for d in (0, 2)]
+    return shown
+
+
 @torch.no_grad()
-def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor, bf16: bool, batch: int = 1000) -> float:
-    """Test accuracy with flip test-time augmentation (the mean of the logits of an image and its mirror)."""
+def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor, bf16: bool, translate: bool = False,
+             batch: int = 1000) -> float:
+    """Test accuracy with test-time augmentation: the summed logits of the `views` of each image."""
     model.eval()
     correct = 0
     for x, y in zip(images.split(batch), labels.split(batch), strict=True):
         x = to_float(x).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x).float() + model(x.flip(-1)).float()
+            logits = sum(model(v).float() for v in views(x, translate))
         correct += (logits.argmax(1) == y).sum().item()
     return correct / len(labels)
 
@@ -90,6 +103,8 @@ def main() -> None:
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     parser.add_argument("--train-images", type=int, default=0, help="0: the whole training split")
+    parser.add_argument("--ema", type=float, default=0.0,
+                        help="judge with an exponential moving average of the weights and BN statistics (0: off)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
@@ -106,6 +121,10 @@ def main() -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: s / warmup if s < warmup else max(0.0, (steps - s) / (steps - warmup)))
     generator = torch.Generator().manual_seed(args.seed)
+    swa = torch.optim.swa_utils
+    averaged = (swa.AveragedModel(model, multi_avg_fn=swa.get_ema_multi_avg_fn(args.ema), use_buffers=True)
+                if args.ema else None)
+    judged = averaged.module if averaged is not None else model
     print(f"{len(train)} training images, widths {args.widths}, batch {args.batch}, {args.precision}, "
           f"{sum(p.numel() for p in model.parameters())} parameters, {torch.get_num_threads()} threads", flush=True)
     seconds = 0.0
@@ -121,10 +140,13 @@ def main() -> None:
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
         seconds += time.perf_counter() - start
-        acc = accuracy(model, test.high, test.labels, bf16)
+        acc = accuracy(judged, test.high, test.labels, bf16)
         print(f"epoch {epoch}: {seconds:.0f} s of training, loss {loss.item():.3f}, test accuracy {acc:.4f}",
               flush=True)
+    print(f"test accuracy with the translated views too: {accuracy(judged, test.high, test.labels, bf16, True):.4f}")
 
 
 if __name__ == "__main__":
