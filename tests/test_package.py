@@ -23,6 +23,6 @@ def test_the_library_imports_from_anywhere_and_src_or_stages_from_nowhere_else(t
 
 
 def test_no_code_edits_the_import_path():
-    files = [p for folder in ("src", "stages", "tests", "bench") for p in (ROOT / folder).rglob("*.py")]
-    assert files and not [p for p in files if "sys.path." + "insert" in p.read_text() or
-                          "sys.path." + "append" in p.read_text()]
+    files = [p for folder in ("src", "stages", "tests", "bench") for p in (ROOT / folder).rglob("*.py")
+             if p != Path(__file__)]  # this file names what it looks for
+    assert files and not [p for p in files if "sys.path.insert" in p.read_text() or "sys.path.append" in p.read_text()]

@@ -12,6 +12,7 @@ is always 4x the input): sr any size; conv multiples of 4; fc and resnet exactly
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import sys
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from sr4x.config import TrainParams
 from sr4x.devices import Machine, detect_machine, resolve_device, resolve_speed_options
 from sr4x.errors import ProjectError, UpscaleError
 from sr4x.inference import self_ensemble
-from sr4x.models import build_model, read_weights
+from sr4x.models import load_trained
 from sr4x.png import PngStream
 from sr4x.tiling import plan_tiles, receptive_radius, upscale_bands
 
@@ -103,16 +104,11 @@ def load_upscaler(weights: Path, device_name: str = "auto", tile: int | None = N
     if not weights.is_file():
         raise UpscaleError(f"{weights}: no weights; run `dvc repro train@{arch or 'sr'}` or pass --weights")
     try:
-        saved_arch, options, state = read_weights(weights)
+        saved_arch, model = load_trained(weights)
     except Exception as err:
         raise UpscaleError(f"{weights}: not a weights file ({err})") from err
     if arch is not None and arch != saved_arch:
         raise UpscaleError(f"{weights}: not weights for {arch} (they are {saved_arch}'s)")
-    try:
-        model = build_model(saved_arch, **options)
-        model.load_state_dict(state)
-    except Exception as err:
-        raise UpscaleError(f"{weights}: not weights for {saved_arch} {options} ({err})") from err
 
     try:
         device = resolve_device(device_name)
@@ -120,7 +116,7 @@ def load_upscaler(weights: Path, device_name: str = "auto", tile: int | None = N
         raise UpscaleError(f"--device {device_name}: no such device on this machine") from err
     choice = device_choices(saved_arch, detect_machine(device), precision, tile)
     spec = ARCHITECTURES[saved_arch]
-    margin = receptive_radius(build_model(saved_arch, **options), spec.input_multiple) if spec.any_size else 0
+    margin = receptive_radius(copy.deepcopy(model), spec.input_multiple) if spec.any_size else 0  # overwrites weights
     model = model.to(device).eval()
     if choice.channels_last:
         model = model.to(memory_format=torch.channels_last)
