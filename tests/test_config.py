@@ -91,3 +91,49 @@ def test_cuda_device_without_cuda():
 
 def test_auto_device_is_available():
     assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+
+
+SOURCE = {"folder": "data/photos", "test_fraction": 0.2, "patch": 128, "stride": 64, "flat_threshold": 2.0,
+          "skip_bad": False, "crop": 96}
+
+
+def with_source(**changes):
+    raw = copy.deepcopy(DEFAULTS)
+    raw["sources"] = {"photos": {**SOURCE, **changes}}
+    return raw
+
+
+def test_a_source_trains_sr_with_its_own_overrides_of_srs_recipe():
+    params = parse_params(with_source(train={"epochs": 300, "batch_size": 16}))
+    source = params.sources["photos"]
+    sr = params.models["sr"].train
+    assert source.train.epochs == 300 and source.train.batch_size == 16
+    assert (source.train.lr, source.train.schedule, source.train.augment) == (sr.lr, sr.schedule, sr.augment)
+    assert parse_params(DEFAULTS).sources == {}  # CIFAR-10 only by default
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"patch": 30}, r"sources.photos.patch=30; allowed: a multiple of 4, at least 16"),
+    ({"stride": 2}, r"sources.photos.stride=2; allowed: a multiple of 4, at least 4"),
+    ({"crop": 132}, r"sources.photos.crop=132; allowed: at most sources.photos.patch \(128\)"),
+    ({"test_fraction": 1.0}, r"sources.photos.test_fraction=1.0; allowed: a number between 0 and 1"),
+    ({"folder": "/home/me/photos"}, r"sources.photos.folder='/home/me/photos'; allowed: a folder inside"),
+    ({"folder": "../photos"}, r"allowed: a folder inside the repository"),
+    ({"flat_threshold": -1}, r"sources.photos.flat_threshold=-1.0; allowed: a number >= 0"),
+    ({"colour": "yes"}, r"unknown key sources.photos.colour; allowed keys in sources.photos: folder"),
+    ({"train": {"epochs": 0}}, r"sources.photos.train.epochs=0; allowed: an integer >= 1"),
+])
+def test_invalid_source_keys_are_named(changes, message):
+    with pytest.raises(ParamsError, match=message):
+        parse_params(with_source(**changes))
+
+
+def test_every_source_key_but_train_is_required():
+    raw = with_source()
+    del raw["sources"]["photos"]["stride"]
+    with pytest.raises(ParamsError, match="missing key sources.photos.stride"):
+        parse_params(raw)
+    raw = with_source()
+    raw["sources"] = {"My Photos": SOURCE}
+    with pytest.raises(ParamsError, match="names of lowercase letters, digits and underscores"):
+        parse_params(raw)

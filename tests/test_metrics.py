@@ -1,10 +1,11 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from sr4x.evaluation import interpolate, mse, per_class_psnr, psnr, quality
+from sr4x.evaluation import interpolate, mse, per_class_psnr, protocol_scores, psnr, quality
 from sr4x.inference import downscale_matrix, predict, project_consistent, self_ensemble
 from sr4x.models import SRResNet
 from sr4x.pairs import to_float
@@ -78,3 +79,51 @@ def test_consistency_projection_reproduces_the_input():
     assert torch.allclose(a @ out @ a.T, low, atol=1e-4)
     # projecting onto a set that holds the truth brings the guess closer to it
     assert (out - truth).pow(2).mean() < (pred - truth).pow(2).mean()
+
+
+def _basicsr_scores(pred: np.ndarray, high: np.ndarray, border: int) -> dict[str, float]:
+    """PSNR and SSIM as BasicSR's psnr_ssim.py computes them (HWC uint8 RGB), in float64 NumPy: independent."""
+    def y_channel(img):
+        return 16 + img.astype(np.float64) @ np.array([65.481, 128.553, 24.966]) / 255
+
+    def ssim_2d(a, b):
+        g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
+        window = np.outer(g, g) / np.outer(g, g).sum()
+        filt = lambda x: (np.lib.stride_tricks.sliding_window_view(x, (11, 11)) * window).sum((-1, -2))  # noqa: E731
+        c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+        mu1, mu2 = filt(a), filt(b)
+        s11, s22, s12 = filt(a * a) - mu1**2, filt(b * b) - mu2**2, filt(a * b) - mu1 * mu2
+        return (((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))).mean()
+
+    pred, high = (x[border:-border, border:-border] for x in (pred, high))
+    scores = {}
+    for name, (a, b) in {"y": (y_channel(pred), y_channel(high)),
+                         "rgb": (pred.astype(np.float64), high.astype(np.float64))}.items():
+        scores[f"psnr_{name}"] = 10 * np.log10(255.0**2 / np.mean((a - b) ** 2))
+        pairs = [(a, b)] if a.ndim == 2 else [(a[..., c], b[..., c]) for c in range(3)]
+        scores[f"ssim_{name}"] = np.mean([ssim_2d(x, y) for x, y in pairs])
+    return scores
+
+
+def test_protocol_scores_match_an_independent_basicsr_style_computation():
+    generator = torch.Generator().manual_seed(0)
+    high = torch.randint(0, 256, (3, 40, 52), generator=generator, dtype=torch.uint8)
+    noise = torch.randint(-20, 21, high.shape, generator=generator)
+    pred = (high.int() + noise).clamp(0, 255).to(torch.uint8)
+    ours = protocol_scores(pred, high)
+    theirs = _basicsr_scores(pred.permute(1, 2, 0).numpy(), high.permute(1, 2, 0).numpy(), border=4)
+    assert ours.keys() == theirs.keys()
+    for key in ("psnr_y", "psnr_rgb"):
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-9)
+    for key in ("ssim_y", "ssim_rgb"):
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-5)
+    assert ours["psnr_y"] > ours["psnr_rgb"]  # luma averages the channels' independent noise
+
+
+def test_protocol_scores_crop_the_border():
+    high = torch.full((3, 24, 24), 100, dtype=torch.uint8)
+    pred = high.clone()
+    pred[:, :4] = 0  # wrong only inside the 4-pixel border
+    assert protocol_scores(pred, high)["psnr_y"] == math.inf
+    pred[:, 4, 4] = 0
+    assert protocol_scores(pred, high)["psnr_y"] < 60

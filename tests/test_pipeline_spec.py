@@ -114,3 +114,22 @@ def test_adding_an_architecture_is_one_class_one_entry_and_its_params_block(tmp_
                             "print(build_model('toy', gain=2)(torch.ones(1, 3, 8, 8)).shape)"],
                            cwd=tmp_path, env=copy, capture_output=True, text=True, check=True)
     assert built.stdout.strip() == "torch.Size([1, 3, 32, 32])"
+
+
+def test_a_folder_source_gets_three_stages_that_read_only_its_keys():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["sources"] = {"photos": {"folder": "data/photos", "test_fraction": 0.2, "patch": 128, "stride": 64,
+                                    "flat_threshold": 2.0, "skip_bad": False, "crop": 96,
+                                    "train": {"epochs": 300, "batch_size": 16}}}
+    generated = yaml.safe_load(render(params))["stages"]
+    assert set(generated) - set(STAGES) == {"prepare_folder", "train_folder", "evaluate_folder"}
+    assert {name: generated[name] for name in STAGES} == STAGES  # CIFAR-10's stages are untouched
+    prepare, train, evaluate = (generated[s] for s in ("prepare_folder", "train_folder", "evaluate_folder"))
+    assert prepare["foreach"] == {"photos": {"folder": "data/photos"}} and "${item.folder}" in prepare["do"]["deps"]
+    item = train["foreach"]["photos"]
+    assert item["epochs"] == "sources.photos.train.epochs" and item["batch_size"] == "sources.photos.train.batch_size"
+    assert item["lr"] == "models.sr.train.lr" and item["threads"] == "train.threads"  # sr's recipe, then the shared
+    assert "models/sr.pt" in evaluate["do"]["deps"]  # the CIFAR-trained sr, scored beside the photo-trained one
+    for stage in (prepare, train, evaluate):
+        keys = [k for k in stage["do"]["params"] if not k.startswith("${item.")]
+        assert all(k.startswith(("sources.${key}.", "models.sr.", "evaluate.samples")) for k in keys), keys

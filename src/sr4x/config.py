@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from sr4x.architectures import ARCHITECTURES
+from sr4x.architectures import ARCHITECTURES, SCALE
 from sr4x.errors import ParamsError
 
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -78,6 +78,21 @@ class EvaluateParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class SourceParams:
+    """A folder of your own images as a data source (docs/own-images.md): how it is split and cut, and how `sr`
+    trains on it (`train` overrides models.sr.train). Every key but `train` is required: dvc.yaml lists them all."""
+
+    folder: str  # a folder in the repository, tracked with `dvc add`
+    test_fraction: float  # share of images held out, chosen by a hash of each file's contents
+    patch: int  # side of the high-resolution sub-images cut for training, in pixels
+    stride: int  # step between sub-images
+    flat_threshold: float  # sub-images whose pixel standard deviation (0-255) is below this are dropped
+    skip_bad: bool  # skip unreadable or unusable files (listed with their reasons) instead of refusing
+    crop: int  # side of the random high-resolution crop each training sample takes from a sub-image
+    train: TrainParams = TrainParams()
+
+
+@dataclasses.dataclass(frozen=True)
 class Params:
     """The whole of params.yaml."""
 
@@ -86,6 +101,7 @@ class Params:
     train: TrainParams
     models: Mapping[str, ModelParams]
     evaluate: EvaluateParams
+    sources: Mapping[str, SourceParams] = dataclasses.field(default_factory=dict)
 
 
 def _fail(key: str, value: Any, allowed: str) -> ParamsError:
@@ -112,7 +128,7 @@ def _build(cls: type, raw: Any, prefix: str, base: Any = None) -> Any:
             raise ParamsError(f"params.yaml: missing key {prefix}.{name}")
         value = raw.get(name, default)
         kind = {"int": int, "float": float, "str": str, "bool": bool, "bool | str": bool,
-                "tuple[str, ...]": (list, tuple)}[field.type]
+                "tuple[str, ...]": (list, tuple), "TrainParams": TrainParams}[field.type]
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if field.type == "bool | str":  # a switch that may be left to the device: true, false or auto
             ok = ok or value == AUTO
@@ -175,11 +191,42 @@ def _build_models(raw: Any, shared: TrainParams) -> dict[str, ModelParams]:
     return models
 
 
+def _build_sources(raw: Any, sr_train: TrainParams) -> dict[str, SourceParams]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise _fail("sources", raw, "a mapping from a source's name to its settings")
+    sources = {}
+    for name, entry in raw.items():
+        prefix = f"sources.{name}"
+        if not (isinstance(name, str) and re.fullmatch(r"[a-z0-9_]+", name)):
+            raise _fail("sources", name, "names of lowercase letters, digits and underscores")
+        entry = dict(entry or {})
+        train = _build(TrainParams, entry.pop("train", None), f"{prefix}.train", base=sr_train)
+        _check_train(train, f"{prefix}.train")
+        source = _build(SourceParams, {**entry, "train": train}, prefix)
+        folder = Path(source.folder)
+        if folder.is_absolute() or ".." in folder.parts or not source.folder.strip():
+            raise _fail(f"{prefix}.folder", source.folder, "a folder inside the repository, as a relative path")
+        if not 0 < source.test_fraction < 1:
+            raise _fail(f"{prefix}.test_fraction", source.test_fraction, "a number between 0 and 1")
+        for key, low in (("patch", 4 * SCALE), ("stride", SCALE), ("crop", 2 * SCALE)):
+            value = getattr(source, key)
+            if value < low or value % SCALE:
+                raise _fail(f"{prefix}.{key}", value, f"a multiple of {SCALE}, at least {low}")
+        if source.crop > source.patch:
+            raise _fail(f"{prefix}.crop", source.crop, f"at most {prefix}.patch ({source.patch})")
+        if source.flat_threshold < 0:
+            raise _fail(f"{prefix}.flat_threshold", source.flat_threshold, "a number >= 0 (0 keeps every patch)")
+        sources[name] = source
+    return sources
+
+
 def parse_params(raw: Any) -> Params:
     """Validate the parsed YAML of params.yaml and return it as frozen dataclasses."""
     if not isinstance(raw, Mapping):
         raise ParamsError("params.yaml: expected a mapping of parameter groups at the top level")
-    groups = ("download", "data", "train", "models", "evaluate")
+    groups = ("download", "data", "train", "models", "evaluate", "sources")
     unknown = sorted(set(raw) - set(groups))
     if unknown:
         raise ParamsError(f"params.yaml: unknown group {unknown[0]}; allowed groups: " + ", ".join(groups))
@@ -202,7 +249,7 @@ def parse_params(raw: Any) -> Params:
         for name in getattr(evaluate, key):
             if name not in ARCHITECTURES:
                 raise _fail(f"evaluate.{key}", name, "a list of architectures among " + ", ".join(ARCHITECTURES))
-    return Params(download, data, train, models, evaluate)
+    return Params(download, data, train, models, evaluate, _build_sources(raw.get("sources"), models["sr"].train))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -5,6 +5,11 @@ Conventions: RGB, values in [0, 1], every pixel (no border crop). PSNR is 10*log
 whole test set; the mean per-image PSNR is reported beside it (it is never lower, by Jensen's
 inequality). SSIM is torchmetrics' Gaussian SSIM (11x11, sigma 1.5) with data_range=1.0, averaged
 over images. The baselines upscale by the project's one scale with a fixed interpolation.
+
+Whole photos (folder sources) are scored by the SR field's protocol instead (BasicSR's
+`psnr_ssim.py`), on 8-bit outputs: SCALE pixels cropped from every edge; PSNR and SSIM (the same
+SSIM, valid region, on the 0-255 scale) on the luma Y of ITU-R BT.601 (16-235) and on RGB; each
+image scored alone, and a set's score is the mean over its images.
 """
 from __future__ import annotations
 
@@ -24,11 +29,34 @@ from sr4x.figures import image_grid, save_figure
 from sr4x.pairs import Pairs, to_float
 
 BASELINES = ("nearest", "bilinear", "bicubic")  # the fixed interpolations evaluated beside the models
+SSIM_WINDOW = 11  # torchmetrics' default Gaussian window (sigma 1.5), as in the field
 
 
 def psnr(mse: float) -> float:
     """PSNR in dB of a mean squared error on [0, 1] images."""
     return 10 * math.log10(1 / mse) if mse > 0 else math.inf
+
+
+def to_y(image: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB (3, H, W) -> float64 luma (1, H, W) on the 0-255 scale: BT.601, 16-235 (BasicSR's to_y_channel)."""
+    r, g, b = image.double() / 255
+    return (16 + 65.481 * r + 128.553 * g + 24.966 * b)[None]
+
+
+def protocol_scores(pred: torch.Tensor, high: torch.Tensor) -> dict[str, float]:
+    """PSNR and SSIM on Y and on RGB of one uint8 (3, H, W) output against its original, SCALE border pixels cropped."""
+    inner = (slice(None), slice(SCALE, -SCALE), slice(SCALE, -SCALE))
+    pred, high = pred[inner], high[inner]
+    scores = {}
+    for channels, (a, b) in {"y": (to_y(pred), to_y(high)), "rgb": (pred.double(), high.double())}.items():
+        error = (a - b).pow(2).mean().item()
+        scores[f"psnr_{channels}"] = 10 * math.log10(255**2 / error) if error > 0 else math.inf
+        # in float32 on [0, 1] (float64 convolutions are tens of times slower on a CPU; SSIM moves by < 1e-5)
+        a, b = (t[None].float() / 255 for t in (a, b))
+        _, ssim_map = structural_similarity_index_measure(a, b, data_range=1.0, return_full_image=True)
+        valid = SSIM_WINDOW // 2  # torchmetrics pads by reflection; the field averages where the window fits
+        scores[f"ssim_{channels}"] = ssim_map[..., valid:-valid, valid:-valid].double().mean().item()
+    return scores
 
 
 def interpolate(low: torch.Tensor, mode: str) -> torch.Tensor:

@@ -36,6 +36,14 @@ class Pairs:
         """The first `n` pairs (the splits are already shuffled, so this is a fair subset)."""
         return Pairs(self.low[:n], self.high[:n], self.labels[:n])
 
+    @property
+    def device(self) -> torch.device:
+        return self.low.device
+
+    def batch(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The float (low, high) images `idx` (training's batches; the generator is for sets that crop at random)."""
+        return to_float(self.low[idx]), to_float(self.high[idx])
+
     def to(self, device: torch.device) -> Pairs:
         """The same pairs on `device` (kept as uint8: the whole split fits on any GPU)."""
         return Pairs(self.low.to(device), self.high.to(device), self.labels.to(device))
@@ -63,6 +71,11 @@ def make_pairs(images: np.ndarray, labels: np.ndarray) -> Pairs:
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float32 in [0, 1], as `ToTensor` gives."""
     return images.float().div_(255)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] -> uint8, rounded, as an 8-bit image file stores them."""
+    return images.float().clamp(0, 1).mul(255).round().to(torch.uint8)
 
 
 def save_pairs(path: str | os.PathLike, pairs: Pairs) -> None:

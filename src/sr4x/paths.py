@@ -53,3 +53,43 @@ def per_class(name: str) -> Path:
 def samples(name: str) -> Path:
     """A figure of test images: input, original and this model's or baseline's output."""
     return Path(f"plots/samples/{name}.png")
+
+
+# A folder source NAME (params.yaml sources.NAME): its prepared data, `sr` trained on it, and its scores.
+def source_data(source: str) -> Path:
+    """The prepared folder source: training sub-image shards, held-out images and info.json."""
+    return Path(f"data/sources/{source}")
+
+
+def source_weights(source: str) -> Path:
+    return Path(f"models/sources/{source}/sr.pt")
+
+
+def source_run_info(source: str) -> Path:
+    return Path(f"models/sources/{source}/sr.json")
+
+
+def source_checkpoint(source: str) -> Path:
+    return CHECKPOINTS / f"sources/{source}/sr.pt"
+
+
+def source_curves(source: str) -> Path:
+    return Path(f"plots/sources/{source}/curves.csv")
+
+
+def source_prepare_metrics(source: str) -> Path:
+    """Counts of images, sub-images, conversions and skipped files."""
+    return Path(f"metrics/sources/{source}/prepare.json")
+
+
+def source_metrics(source: str) -> Path:
+    """Mean PSNR and SSIM (Y and RGB) over the held-out images of each model and bicubic."""
+    return Path(f"metrics/sources/{source}/scores.json")
+
+
+def source_per_image(source: str) -> Path:
+    return Path(f"plots/sources/{source}/per_image.csv")
+
+
+def source_crops(source: str) -> Path:
+    return Path(f"plots/sources/{source}/crops.png")

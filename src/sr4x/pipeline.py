@@ -37,6 +37,13 @@ def train_keys(raw_params: Mapping[str, Any], arch: str) -> dict[str, str]:
     return {name: f"models.{arch}.train.{name}" if name in overrides else f"train.{name}" for name in TRAIN_SETTINGS}
 
 
+def source_train_keys(raw_params: Mapping[str, Any], source: str) -> dict[str, str]:
+    """For each train setting of `sr` on a folder source: its override there, else `sr`'s own key for it."""
+    overrides = (((raw_params.get("sources") or {}).get(source) or {}).get("train")) or {}
+    return {name: f"sources.{source}.train.{name}" if name in overrides else key
+            for name, key in train_keys(raw_params, "sr").items()}
+
+
 def option_slots(arch: str, filler: str) -> dict[str, str]:
     """The model's constructor option keys in fixed slots, padded with `filler`, a key already listed."""
     keys = [f"models.{arch}.{name}" for name in ARCHITECTURES[arch].options]
@@ -106,6 +113,7 @@ def pipeline(raw_params: Mapping[str, Any]) -> dict[str, Any]:
             "plots": [{str(paths.GRID): {"cache": False}}, {str(paths.CURVES_FIGURE): {"cache": False}}],
         },
     }
+    stages |= folder_stages(raw_params)
     plots = [
         {f"{split}_mse_per_epoch": {
             "title": f"{split.capitalize()} MSE per epoch", "template": "by_model", "x": "epoch",
@@ -113,6 +121,52 @@ def pipeline(raw_params: Mapping[str, Any]) -> dict[str, Any]:
         for split in ("test", "train")
     ]
     return {"stages": stages, "plots": plots}
+
+
+def folder_stages(raw_params: Mapping[str, Any]) -> dict[str, Any]:
+    """The three stages of each folder source in params.yaml `sources` (none without one): each lists only its own
+    source's keys, so changing one source reruns that source's stages alone."""
+    sources = raw_params.get("sources") or {}
+    if not sources:
+        return {}
+    slot = lambda name: "${item." + name + "}"  # noqa: E731
+    key = lambda name: "sources.${key}." + name  # noqa: E731
+    sr_options = [f"models.sr.{name}" for name in ARCHITECTURES["sr"].options]
+    return {
+        "prepare_folder": {
+            "foreach": {name: {"folder": source["folder"]} for name, source in sources.items()},
+            "do": {
+                "cmd": f"python -m stages.prepare_folder {KEY}",
+                "deps": [slot("folder"), *project_imports("stages.prepare_folder")],
+                "params": [key(name) for name in ("folder", "test_fraction", "patch", "stride", "flat_threshold",
+                                                  "skip_bad")],
+                "outs": [str(paths.source_data(KEY))],
+                "metrics": [{str(paths.source_prepare_metrics(KEY)): {"cache": False}}],
+            },
+        },
+        "train_folder": {
+            "foreach": {name: source_train_keys(raw_params, name) for name in sources},
+            "do": {
+                "cmd": f"python -m stages.train_folder {KEY}",
+                "deps": [str(paths.source_data(KEY)), *project_imports("stages.train_folder")],
+                "params": [key("crop"), *sr_options, *(slot(name) for name in TRAIN_SETTINGS)],
+                "outs": [str(paths.source_weights(KEY)), {str(paths.source_run_info(KEY)): {"cache": False}}],
+                "plots": [{str(paths.source_curves(KEY)): {"cache": False, "x": "epoch", "y": "test_mse"}}],
+            },
+        },
+        "evaluate_folder": {
+            "foreach": {name: {"device": source_train_keys(raw_params, name)["device"]} for name in sources},
+            "do": {
+                "cmd": f"python -m stages.evaluate_folder {KEY}",
+                "deps": [str(paths.source_data(KEY)), str(paths.source_weights(KEY)), str(paths.weights("sr")),
+                         *project_imports("stages.evaluate_folder")],
+                "params": [key("patch"), "evaluate.samples", slot("device")],
+                "outs": [{str(paths.source_per_image(KEY)): {"cache": False}}],
+                "metrics": [{str(paths.source_metrics(KEY)): {"cache": False}}],
+                "plots": [{str(paths.source_crops(KEY)): {"cache": False}}],
+            },
+        },
+    }
 
 
 def per_class_and_samples(name: str = KEY) -> list[dict[str, Any]]:

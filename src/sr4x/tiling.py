@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from sr4x.architectures import SCALE
+from sr4x.pairs import to_uint8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +114,7 @@ def upscale_bands(
                 for t, result in zip(chunk, outputs, strict=True):
                     y, x = SCALE * (t.core_top - t.top), SCALE * (t.core_left - t.left)
                     core = result[:, y:y + SCALE * (bottom - top), x:x + SCALE * (t.core_right - t.core_left)]
-                    out[:, :, SCALE * t.core_left:SCALE * t.core_right] = (
-                        core.float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
+                    out[:, :, SCALE * t.core_left:SCALE * t.core_right] = to_uint8(core).cpu()
                     if on_tile:
                         on_tile()
         yield out

@@ -1,23 +1,27 @@
 """Training: seeding, device choice, one epoch, the evaluation pass, and resumable fitting.
 
 Shape follows torchvision's references: `train_one_epoch`, `evaluate_mse`, and `fit` as the
-loop. Batches are drawn by index from the uint8 tensors kept in memory (on the device), with a
-seeded generator that shuffles anew every epoch.
+loop; `train_and_save` is a whole run with its files. Batches are drawn by index with a seeded
+generator that shuffles anew every epoch, from a `TrainingSet`: CIFAR-10's pairs (uint8 tensors
+kept on the device) or a folder source's sub-images (memory-mapped, random crops).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from sr4x.atomic import torch_save
+from sr4x.atomic import torch_save, write_json, write_text
 from sr4x.config import TrainParams
 from sr4x.conv_cropping import crop_dead_taps
 from sr4x.devices import (
@@ -30,7 +34,20 @@ from sr4x.devices import (
     resolve_device,
     resolve_speed_options,
 )
+from sr4x.models import build_model, count_parameters, save_weights
 from sr4x.pairs import Pairs, to_float
+from sr4x.provenance import environment, fingerprint
+
+
+class TrainingSet(Protocol):
+    """What training draws batches from."""
+
+    device: torch.device
+
+    def __len__(self) -> int: ...
+
+    def batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float (low, high) training examples `idx` on `device`."""
 
 
 def setup_run(train: TrainParams, arch: str) -> tuple[torch.device, Machine, SpeedOptions]:
@@ -92,7 +109,7 @@ def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    data: Pairs,
+    data: TrainingSet,
     batch_size: int,
     generator: torch.Generator,
     desc: str,
@@ -106,13 +123,13 @@ def train_one_epoch(
     target alike (the antialiased downscale commutes with them).
     """
     model.train()
-    device = data.low.device
+    device = data.device
     batches = torch.randperm(len(data), generator=generator).to(device).split(batch_size)
     # Kept on the device and read once per epoch (a read per step would stall a GPU every step),
     # in float32: MPS has no float64. The weighted sum is taken on the host in Python floats.
     losses = torch.empty(len(batches), device=device)
     for i, idx in enumerate(tqdm(batches, desc=desc, leave=False, disable=None)):
-        low, high = to_float(data.low[idx]), to_float(data.high[idx])
+        low, high = data.batch(idx, generator)
         if augment:
             low, high = dihedral(low, high, generator)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -186,7 +203,7 @@ def load_checkpoint(path: Path, expected_fingerprint: str) -> dict[str, Any] | N
 
 def fit(
     model: nn.Module,
-    train: Pairs,
+    train: TrainingSet,
     test: Pairs,
     params: TrainParams,
     options: SpeedOptions,
@@ -202,8 +219,8 @@ def fit(
     atomically, so a killed run continues from its last completed epoch and ends with the same
     weights as an uninterrupted one. `on_epoch`, if given, then receives the log so far.
     """
-    optimizer = prepare_model(model, options, params.lr, to_float(train.low[:1]))
-    runner = compiled(model, options, train.low.device.type)  # `model` itself unless options.compile
+    optimizer = prepare_model(model, options, params.lr, to_float(test.low[:1]))  # test inputs: the training size
+    runner = compiled(model, options, train.device.type)  # `model` itself unless options.compile
     steps = params.epochs * -(-len(train) // params.batch_size)
     scheduler = make_scheduler(optimizer, params.schedule, params.lr, steps)
     generator = torch.Generator().manual_seed(params.seed)
@@ -235,4 +252,54 @@ def fit(
         })
         if on_epoch:
             on_epoch(log)
+    return log
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFiles:
+    """Where one training run writes: weights, run info (git), per-epoch log, resumable checkpoint."""
+
+    weights: Path
+    run_info: Path
+    curves: Path
+    checkpoint: Path
+
+
+def train_and_save(name: str, arch: str, model_options: Mapping[str, int], params: TrainParams,
+                   run: tuple[torch.device, Machine, SpeedOptions], train: TrainingSet, test: Pairs, files: RunFiles,
+                   identity: list[Any], started: float) -> list[dict[str, float]]:
+    """Train `arch` on `train` (resuming from `files.checkpoint`), and write its weights, run info and log.
+
+    `run` is what `setup_run` returned; `identity` names the data and code (the checkpoint is reused only by a
+    run with the same params, options, data, code and torch); `started` is the stage's start time. The log and
+    the run info are rewritten after every epoch, so `dvc plots show` follows a running training.
+    """
+    device, machine, options = run
+    model = build_model(arch, **model_options).to(device)
+    run_id = fingerprint(arch, model_options, params, options.values(), torch.__version__, torch.get_num_threads(),
+                         str(device), *identity)
+    info = {
+        "arch": arch, "parameters": count_parameters(model), "train_images": len(train),
+        "machine": dataclasses.asdict(machine), "threads": torch.get_num_threads(),
+        "options": options.values(),  # the speed options this run used, after `auto` was resolved
+        "environment": environment(),
+    }
+    trained = []  # the epochs this process trained (a resumed run skips the earlier ones)
+
+    def write_progress(log: list[dict[str, float]]) -> None:
+        trained.append(len(log))
+        write_text(files.curves, pd.DataFrame(log).to_csv(index=False))
+        write_json(files.run_info, {**info, "epochs": len(log)})
+
+    fit_start = time.perf_counter()
+    log = fit(model, train, test, params, options, files.checkpoint, run_id, name, write_progress)
+    fit_seconds = time.perf_counter() - fit_start
+    write_text(files.curves, pd.DataFrame(log).to_csv(index=False))  # also when no epoch was left to train
+    save_weights(files.weights, arch, model_options, model)
+    write_json(files.run_info, {
+        **info, "epochs": len(log), "stage_wall_seconds": round(time.perf_counter() - started, 1),
+        # over the epochs this process ran, their per-epoch test pass and checkpoint included
+        "train_images_per_second": round(len(train) * len(trained) / fit_seconds, 1) if trained else None,
+    })
+    files.checkpoint.unlink(missing_ok=True)  # only an interrupted run leaves one to resume from
     return log

@@ -1,0 +1,35 @@
+"""DVC stage `train_folder@SOURCE`: train `sr` on a folder source's sub-images, resumably, as `train@sr` trains.
+
+Usage: python -m stages.train_folder SOURCE
+
+Each epoch takes every sub-image once, as a random aligned crop (sources.SOURCE.crop) with one of the
+8 flips/rotations when `augment`; the per-epoch test MSE is over the central crop of each held-out image.
+"""
+import time
+
+from sr4x import paths
+from sr4x.config import load_params
+from sr4x.provenance import file_md5, source_digest
+from sr4x.source_data import INFO, PatchSet, validation_pairs
+from sr4x.stage import run_stage, stage_argument
+from sr4x.training import RunFiles, setup_run, train_and_save
+
+
+def main() -> str:
+    started = time.perf_counter()
+    params = load_params()
+    name = stage_argument("source", params.sources)
+    source, data = params.sources[name], paths.source_data(name)
+    run = setup_run(source.train, "sr")
+    train = PatchSet(data, source.crop, run[0])
+    test = validation_pairs(data, source.crop).to(run[0])
+    files = RunFiles(paths.source_weights(name), paths.source_run_info(name), paths.source_curves(name),
+                     paths.source_checkpoint(name))
+    identity = [source, file_md5(data / INFO), source_digest("stages.train_folder")]  # info.json: every file's sha256
+    log = train_and_save(f"train_folder@{name}", "sr", params.models["sr"].options, source.train, run, train, test,
+                         files, identity, started)
+    return f"train_folder@{name}: {len(log)} epochs on {len(train)} sub-images, test MSE {log[-1]['test_mse']:.5f}"
+
+
+if __name__ == "__main__":
+    run_stage(main)
