@@ -5,7 +5,7 @@ JPEGs, then training throughput on its sub-images. Not a test.
 
 The JPEGs (quality 95, textured so that they are as large as camera photos) are written once into
 WORKDIR/photos and reused. Prepare runs as the stage runs it (`python -m stages.prepare_folder`, with a
-params.yaml of one source) in a fresh process, whose peak resident memory (ru_maxrss) is its own. The
+params.yaml of one source) in a fresh process, which reports its own peak resident memory (VmHWM). The
 sub-images are sparse (patch 192 every 576 pixels) so that the output stays a few GB; the work per input
 byte (hash, decode, crop, downscale, cut) is what a denser stride does, plus the writes. Training: `sr`
 steps at the stage's batch, crop and precision (`auto` on this machine), on batches drawn from the
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -62,17 +61,29 @@ def write_photos(folder: Path, gigabytes: float, megapixels: float) -> list[Path
     return files
 
 
+# The stage as `python -m stages.prepare_folder bench` runs it, reporting its own peak resident memory at exit:
+# VmHWM of its address space (a child's ru_maxrss would include its parent's peak from before the exec).
+STAGE_WITH_PEAK = """
+import atexit, re, runpy, sys
+atexit.register(lambda: print("VmHWM_kB", re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)))
+sys.argv = ["prepare_folder", "bench"]
+runpy.run_module("stages.prepare_folder", run_name="__main__", alter_sys=True)
+"""
+
+
 def run_prepare(workdir: Path) -> dict:
-    """The stage in a fresh process: wall time and its peak RSS."""
+    """The stage in a fresh process: wall time and its peak resident memory (Linux)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["sources"] = {"bench": SOURCE}
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.rmtree(workdir / "data", ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the stage modules; sr4x is the installed package
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "stages.prepare_folder", "bench"], cwd=workdir, env=env, check=True)
+    out = subprocess.run([sys.executable, "-c", STAGE_WITH_PEAK], cwd=workdir, env=env, check=True,
+                         capture_output=True, text=True).stdout
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    print(out.strip())
+    return {"seconds": seconds, "peak_rss_mb": int(out.split("VmHWM_kB")[-1]) / 1024}
 
 
 def train_throughput(data: Path, steps: int) -> dict:

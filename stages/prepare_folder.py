@@ -3,13 +3,13 @@
 Usage: python -m stages.prepare_folder SOURCE
 
 Writes data/sources/SOURCE (all of it or, on any error, nothing) and metrics/sources/SOURCE/prepare.json.
+Torch is never imported: memory holds one decoded photo and one shard (docs/own-images.md).
 """
 from sr4x import paths
 from sr4x.atomic import atomic_dir, write_json
 from sr4x.config import load_params
 from sr4x.folder_source import prepare_folder
-from sr4x.provenance import source_digest
-from sr4x.source_data import INFO
+from sr4x.paths import SOURCE_INFO
 from sr4x.stage import run_stage, stage_argument
 
 COUNTS = ("files", "train_images", "test_images", "train_patches", "flat_patches_dropped")
@@ -20,8 +20,7 @@ def main() -> str:
     name = stage_argument("source", params.sources)
     with atomic_dir(paths.source_data(name)) as out:
         info = prepare_folder(name, params.sources[name], out)
-        info["code"] = source_digest("stages.prepare_folder")  # a change of the cutting code changes info.json
-        write_json(out / INFO, info)
+        write_json(out / SOURCE_INFO, info)
     for skipped in info["skipped"]:
         print(f"skipped {skipped['file']}: {skipped['reason']}")
     write_json(paths.source_prepare_metrics(name), {

@@ -9,8 +9,9 @@ import time
 
 from sr4x import paths
 from sr4x.config import load_params
+from sr4x.paths import SOURCE_INFO
 from sr4x.provenance import file_md5, source_digest
-from sr4x.source_data import INFO, PatchSet, validation_pairs
+from sr4x.source_data import PatchSet, validation_pairs
 from sr4x.stage import run_stage, stage_argument
 from sr4x.training import RunFiles, setup_run, train_and_save
 
@@ -25,7 +26,9 @@ def main() -> str:
     test = validation_pairs(data, source.crop).to(run[0])
     files = RunFiles(paths.source_weights(name), paths.source_run_info(name), paths.source_curves(name),
                      paths.source_checkpoint(name))
-    identity = [source, file_md5(data / INFO), source_digest("stages.train_folder")]  # info.json: every file's sha256
+    # info.json holds every photo's sha256; the code that cut them and the code that trains
+    identity = [source, file_md5(data / SOURCE_INFO), source_digest("stages.prepare_folder"),
+                source_digest("stages.train_folder")]
     log = train_and_save(f"train_folder@{name}", "sr", params.models["sr"].options, source.train, run, train, test,
                          files, identity, started)
     return f"train_folder@{name}: {len(log)} epochs on {len(train)} sub-images, test MSE {log[-1]['test_mse']:.5f}"

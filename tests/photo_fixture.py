@@ -65,10 +65,10 @@ def write_bad_file(folder: Path, kind: str) -> tuple[str, str]:
         frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
         return "anim.gif", "animated or multi-page image (2 frames)"
     if kind == "outside_link":
-        outside = folder.parent / "outside.png"
+        outside = (folder.parent / "outside.png").resolve()
         Image.fromarray(photo(64, 64, 12)).save(outside)
         (folder / "link.png").symlink_to(outside)
-        return "link.png", "a symbolic link to"
+        return "link.png", f"a symbolic link to {outside}, outside the folder"
     if kind == "too_small":
         Image.fromarray(photo(12, 40, 13)).save(folder / "tiny.png")
         return "tiny.png", "40x12 pixels, smaller than one"

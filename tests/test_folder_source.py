@@ -3,6 +3,8 @@ import hashlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +14,9 @@ from photo_fixture import BAD_KINDS, photo, write_bad_file, write_good_folder
 from PIL import Image
 
 from sr4x.atomic import atomic_dir
-from sr4x.config import SourceParams
+from sr4x.config import SourceParams, TrainParams
+from sr4x.degradation import downscale
 from sr4x.folder_source import SourceError, held_out, positions, prepare_folder
-from sr4x.pairs import downscale
 from sr4x.photos import BadImage, read_photo
 from sr4x.source_data import PatchSet, held_out_images, read_info, validation_pairs
 
@@ -219,3 +221,57 @@ def test_patch_set_draws_aligned_random_crops_reproducibly(folder):
 def test_read_photo_refuses_what_is_not_a_still_image(tmp_path):
     with pytest.raises(BadImage, match="not an image Pillow can read"):
         read_photo(io.BytesIO(b"hello"))
+
+
+def test_training_on_sub_images_is_deterministic_and_resumes_to_the_same_weights(folder, monkeypatch):
+    import sr4x.training as training
+    from sr4x.models import build_model
+    from sr4x.provenance import fingerprint
+
+    prepare()
+    params = TrainParams(epochs=3, batch_size=4, lr=1e-3, schedule="onecycle", seed=0, device="cpu", threads=1,
+                         precision="fp32", augment=True)
+
+    def run(checkpoint: str):
+        _, _, options = training.setup_run(params, "sr")
+        model = build_model("sr", width=8, depth=1)
+        patches = PatchSet(Path("out"), 16, torch.device("cpu"))
+        log = training.fit(model, patches, validation_pairs(Path("out"), 16), params, options, Path(checkpoint),
+                           fingerprint(params), "sr")
+        return model.state_dict(), log
+
+    full, log_full = run("full.pt")
+    again, _ = run("again.pt")
+    real_epoch, calls = training.train_one_epoch, []
+
+    def dies_in_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", dies_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run("ckpt.pt")
+    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
+    resumed, log_resumed = run("ckpt.pt")
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    assert same(full, again) and same(full, resumed) and log_resumed == log_full
+    assert log_full[-1]["train_mse"] < log_full[0]["train_mse"]
+
+
+def test_prepare_never_imports_torch():
+    """Its memory is one photo and one shard, not torch's libraries (docs/own-images.md, bench/prepare_folder.py)."""
+    root = Path(__file__).resolve().parents[1]
+    check = "import sys, stages.prepare_folder; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", check], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("height, width", [(300, 451), (64, 96), (37, 41)])
+def test_the_degradation_is_torchvisions_resize(height, width):
+    import torchvision.transforms.functional as TF
+
+    image = photo(height, width, 3)
+    expected = TF.resize(Image.fromarray(image), [height // 4, width // 4])  # the tutorial's Resize, on any size
+    assert np.array_equal(downscale(image), np.asarray(expected))

@@ -5,12 +5,15 @@
 - Split: by the sha256 of each file's contents, so adding or removing a photo never moves another
   between the splits, and identical contents always land together.
 - Pairs: each image is cropped at its bottom and right to a multiple of SCALE, and its input made by
-  `pairs.downscale`, the function that makes the CIFAR-10 pairs: models and baselines see one protocol.
+  `degradation.downscale`, the function that makes the CIFAR-10 pairs: models and baselines see one protocol.
 - Training images are cut into `patch`-pixel sub-images every `stride` pixels (the last row and
   column reach the image's edges; BasicSR's extract_subimages), each with its aligned input; those
   whose pixel standard deviation is below `flat_threshold` are dropped. Held-out images stay whole.
 
-Memory holds one decoded image and one shard of sub-images, whatever the folder's size.
+The files (named in `paths.py`): info.json (what was used, converted, dropped and skipped, and the
+split); train/hr-NNNNN.npy and train/lr-NNNNN.npy, shards of SHARD_SIZE uint8 (n, 3, s, s) sub-images
+and their inputs; test/hr/NNNN.png and test/lr/NNNN.png, each held-out image and its input. Memory
+holds one decoded image and one shard of sub-images, whatever the folder's size, and no torch.
 """
 from __future__ import annotations
 
@@ -20,18 +23,51 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from sr4x.architectures import SCALE
 from sr4x.config import SourceParams
+from sr4x.degradation import downscale
 from sr4x.errors import ProjectError
-from sr4x.pairs import downscale
+from sr4x.paths import SHARD_SIZE, source_shard, source_test_image
 from sr4x.photos import BadImage, read_photo
-from sr4x.source_data import ShardWriter, write_test_image
 
 
 class SourceError(ProjectError):
     """A folder source that cannot be prepared: names every file at fault and why."""
+
+
+class ShardWriter:
+    """Collects (hr, lr) CHW uint8 sub-images and writes them out SHARD_SIZE at a time."""
+
+    def __init__(self, root: Path, patch: int) -> None:
+        (root / "train").mkdir(parents=True, exist_ok=True)
+        self.root, self.count, self.shards = root, 0, []
+        self.hr = np.empty((SHARD_SIZE, 3, patch, patch), dtype=np.uint8)
+        self.lr = np.empty((SHARD_SIZE, 3, patch // SCALE, patch // SCALE), dtype=np.uint8)
+
+    def add(self, hr: np.ndarray, lr: np.ndarray) -> None:
+        self.hr[self.count], self.lr[self.count] = hr, lr
+        self.count += 1
+        if self.count == SHARD_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.count:
+            for half, buffer in (("hr", self.hr), ("lr", self.lr)):
+                np.save(source_shard(self.root, half, len(self.shards)), buffer[:self.count])
+            self.shards.append(self.count)
+            self.count = 0
+
+
+def write_test_image(root: Path, index: int, hr: np.ndarray, lr: np.ndarray) -> None:
+    """A held-out image (HWC uint8) and its low-resolution input, as PNG."""
+    for half, image in (("hr", hr), ("lr", lr)):
+        path = source_test_image(root, half, index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
 
 
 def list_files(folder: Path) -> list[Path]:
@@ -134,7 +170,7 @@ def prepare_folder(name: str, source: SourceParams, out: Path) -> dict[str, Any]
         raise SourceError(f"{folder}: every training sub-image is near-flat (sources.{name}.flat_threshold)")
     return {
         "source": name, "folder": str(folder), "files": len(files),
-        "degradation": "sr4x.pairs.downscale: PIL bilinear with antialiasing (torchvision Resize), 1/4 size",
+        "degradation": "sr4x.degradation.downscale: PIL bilinear with antialiasing (torchvision Resize), 1/4 size",
         "train_images": len(train), "test_images": len(test), "train_patches": sum(shards.shards),
         "flat_patches_dropped": flat, "shards": shards.shards, "converted": dict(sorted(converted.items())),
         "skipped": bad, "duplicates": duplicates, "train": train, "test": test,

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
-from PIL import Image
 
 from sr4x import paths
 from sr4x.architectures import SCALE
 from sr4x.atomic import torch_save
 from sr4x.config import check_limit
+from sr4x.degradation import downscale
 
 
 @dataclass(frozen=True)
@@ -47,14 +46,6 @@ class Pairs:
     def to(self, device: torch.device) -> Pairs:
         """The same pairs on `device` (kept as uint8: the whole split fits on any GPU)."""
         return Pairs(self.low.to(device), self.high.to(device), self.labels.to(device))
-
-
-def downscale(image: np.ndarray) -> np.ndarray:
-    """One HWC uint8 image -> 1/SCALE of its size, as torchvision `Resize` does on a PIL image (CIFAR-10's
-    32x32 -> 8x8 is the tutorial's `Resize(8)`)."""
-    height, width = image.shape[:2]
-    small = TF.resize(Image.fromarray(image), [height // SCALE, width // SCALE])  # PIL bilinear, antialiased
-    return np.asarray(small, dtype=np.uint8)
 
 
 def make_pairs(images: np.ndarray, labels: np.ndarray) -> Pairs:

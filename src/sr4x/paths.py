@@ -93,3 +93,18 @@ def source_per_image(source: str) -> Path:
 
 def source_crops(source: str) -> Path:
     return Path(f"plots/sources/{source}/crops.png")
+
+
+# Inside a prepared source (written by folder_source.py, read by source_data.py).
+SOURCE_INFO = "info.json"  # what was used, converted, dropped and skipped, and the split
+SHARD_SIZE = 256  # training sub-images per shard file
+
+
+def source_shard(root: Path, half: str, index: int) -> Path:
+    """Shard `index` of the training sub-images: uint8 (n, 3, s, s), `half` "hr" or their inputs "lr"."""
+    return root / "train" / f"{half}-{index:05d}.npy"
+
+
+def source_test_image(root: Path, half: str, index: int) -> Path:
+    """Held-out image `index` whole (cropped to a multiple of the scale), "hr", or its input, "lr", as PNG."""
+    return root / "test" / half / f"{index:04d}.png"

@@ -32,17 +32,17 @@ def read_photo(file: BinaryIO) -> tuple[np.ndarray, str | None]:
                 if frames > 1:
                     raise BadImage(f"an animated or multi-page image ({frames} frames); only still images are used")
                 image.load()
-                image = ImageOps.exif_transpose(image)
+                ImageOps.exif_transpose(image, in_place=True)
+                mode = image.mode
+                if mode in SIXTEEN_BIT:  # convert("RGB") would clip 16-bit values at 255 instead of scaling them
+                    grey = np.asarray(image).astype(np.uint32).clip(0, 65535)
+                    rgb = np.repeat(((grey * 255 + 32767) // 65535).astype(np.uint8)[..., None], 3, axis=2)
+                else:  # one copy of the pixels besides Pillow's own
+                    rgb = np.asarray(image if mode == "RGB" else image.convert("RGB"))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise BadImage(f"over Pillow's decompression-bomb limit, Image.MAX_IMAGE_PIXELS ({err})") from None
     except UnidentifiedImageError:
         raise BadImage("not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise BadImage(f"cannot be decoded, truncated or damaged ({err})") from None
-    mode = image.mode
-    if mode in SIXTEEN_BIT:  # Pillow's convert("RGB") would clip 16-bit values at 255 instead of scaling them
-        grey = np.asarray(image).astype(np.uint32).clip(0, 65535)
-        rgb = np.repeat(((grey * 255 + 32767) // 65535).astype(np.uint8)[..., None], 3, axis=2)
-    else:
-        rgb = np.asarray(image.convert("RGB"))
     return rgb, None if mode == "RGB" else mode

@@ -1,10 +1,4 @@
-"""The files of a prepared folder source, written and read in one place.
-
-    info.json              what was used, converted, dropped and skipped, and the split
-    train/hr-NNNNN.npy     uint8 (n, 3, patch, patch) high-resolution sub-images, up to SHARD per file
-    train/lr-NNNNN.npy     uint8 (n, 3, patch/SCALE, patch/SCALE) their low-resolution halves
-    test/hr/NNNN.png       each held-out image whole (cropped to a multiple of SCALE)
-    test/lr/NNNN.png       its low-resolution input
+"""Reading a prepared folder source (written by `folder_source.py`; its files are named in `paths.py`).
 
 Training reads the shards memory-mapped, one batch of random aligned crops at a time, so neither the
 host nor the device ever holds the whole set.
@@ -22,50 +16,17 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from sr4x.architectures import SCALE
 from sr4x.pairs import Pairs, to_float
-
-SHARD = 256  # sub-images per shard file: 28 MB of 192x192 sub-images, the memory prepare holds for them
-INFO = "info.json"
-
-
-class ShardWriter:
-    """Collects (hr, lr) CHW uint8 sub-images and writes them out SHARD at a time."""
-
-    def __init__(self, root: Path, patch: int) -> None:
-        (root / "train").mkdir(parents=True, exist_ok=True)
-        self.root, self.count, self.shards = root, 0, []
-        self.hr = np.empty((SHARD, 3, patch, patch), dtype=np.uint8)
-        self.lr = np.empty((SHARD, 3, patch // SCALE, patch // SCALE), dtype=np.uint8)
-
-    def add(self, hr: np.ndarray, lr: np.ndarray) -> None:
-        self.hr[self.count], self.lr[self.count] = hr, lr
-        self.count += 1
-        if self.count == SHARD:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.count:
-            n = len(self.shards)
-            np.save(self.root / f"train/hr-{n:05d}.npy", self.hr[:self.count])
-            np.save(self.root / f"train/lr-{n:05d}.npy", self.lr[:self.count])
-            self.shards.append(self.count)
-            self.count = 0
-
-
-def write_test_image(root: Path, index: int, hr: np.ndarray, lr: np.ndarray) -> None:
-    """A held-out image (HWC uint8) and its low-resolution input, as PNG."""
-    for half, image in (("hr", hr), ("lr", lr)):
-        (root / "test" / half).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(root / "test" / half / f"{index:04d}.png")
+from sr4x.paths import SOURCE_INFO, source_shard, source_test_image
 
 
 def read_info(root: Path) -> dict:
-    return json.loads((root / INFO).read_text())
+    return json.loads((root / SOURCE_INFO).read_text())
 
 
 def held_out_images(root: Path) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
     """(source file, low uint8 (3,h,w), high uint8 (3,SCALE*h,SCALE*w)) of each held-out image, one at a time."""
     for index, entry in enumerate(read_info(root)["test"]):
-        low, high = (_read_png(root / "test" / half / f"{index:04d}.png") for half in ("lr", "hr"))
+        low, high = (_read_png(source_test_image(root, half, index)) for half in ("lr", "hr"))
         yield entry["file"], low, high
 
 
@@ -90,8 +51,9 @@ class PatchSet:
     """The training sub-images, memory-mapped; a batch is a random aligned `crop` of each chosen sub-image."""
 
     def __init__(self, root: Path, crop: int, device: torch.device) -> None:
-        self.hr = [np.load(f, mmap_mode="r") for f in sorted((root / "train").glob("hr-*.npy"))]
-        self.lr = [np.load(f, mmap_mode="r") for f in sorted((root / "train").glob("lr-*.npy"))]
+        shards = range(len(read_info(root)["shards"]))
+        self.hr, self.lr = ([np.load(source_shard(root, half, i), mmap_mode="r") for i in shards]
+                            for half in ("hr", "lr"))
         self.starts = np.cumsum([0] + [len(a) for a in self.hr])
         self.crop, self.device = crop // SCALE, device  # the crop in low-resolution pixels
 
