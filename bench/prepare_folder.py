@@ -35,7 +35,7 @@ from sr4x.provenance import ROOT
 from sr4x.source_data import PatchSet
 
 SOURCE = {"folder": "photos", "test_fraction": 0.1, "patch": 192, "stride": 576, "flat_threshold": 2.0,
-          "skip_bad": False, "crop": 96, "train": {"batch_size": 16}}
+          "skip_bad": False, "crop": 96, "start_from": "scratch", "train": {"batch_size": 16}}
 
 
 def write_photos(folder: Path, gigabytes: float, megapixels: float) -> list[Path]:

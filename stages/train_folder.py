@@ -2,13 +2,15 @@
 
 Usage: python -m stages.train_folder SOURCE
 
-Each epoch takes every sub-image once, as a random aligned crop (sources.SOURCE.crop) with one of the
+With `start_from: sr` it starts from the CIFAR-trained weights (models/sr.pt) instead of the seeded
+initialisation. Each epoch takes every sub-image once, as a random aligned crop (sources.SOURCE.crop) with one of the
 8 flips/rotations when `augment`; the per-epoch test MSE is over the central crop of each held-out image.
 """
 import time
 
 from sr4x import paths
 from sr4x.config import load_params
+from sr4x.models import load_trained
 from sr4x.paths import SOURCE_INFO
 from sr4x.provenance import file_md5, source_digest
 from sr4x.source_data import PatchSet, validation_pairs
@@ -26,11 +28,15 @@ def main() -> str:
     test = validation_pairs(data, source.crop).to(run[0])
     files = RunFiles(paths.source_weights(name), paths.source_run_info(name), paths.source_curves(name),
                      paths.source_checkpoint(name))
+    options, start = params.models["sr"].options, None
     # info.json holds every photo's sha256; the code that cut them and the code that trains
     identity = [source, file_md5(data / SOURCE_INFO), source_digest("stages.prepare_folder"),
                 source_digest("stages.train_folder")]
-    log = train_and_save(f"train_folder@{name}", "sr", params.models["sr"].options, source.train, run, train, test,
-                         files, identity, started)
+    if source.start_from == "sr":  # fine-tune the CIFAR-trained sr: far less to learn from a few photos
+        start = load_trained(paths.weights("sr"), "sr", options)[1].state_dict()
+        identity.append(file_md5(paths.weights("sr")))
+    log = train_and_save(f"train_folder@{name}", "sr", options, source.train, run, train, test, files, identity,
+                         started, start)
     return f"train_folder@{name}: {len(log)} epochs on {len(train)} sub-images, test MSE {log[-1]['test_mse']:.5f}"
 
 

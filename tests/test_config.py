@@ -94,7 +94,7 @@ def test_auto_device_is_available():
 
 
 SOURCE = {"folder": "data/photos", "test_fraction": 0.2, "patch": 128, "stride": 64, "flat_threshold": 2.0,
-          "skip_bad": False, "crop": 96}
+          "skip_bad": False, "crop": 96, "start_from": "sr"}
 
 
 def with_source(**changes):
@@ -122,6 +122,7 @@ def test_a_source_trains_sr_with_its_own_overrides_of_srs_recipe():
     ({"flat_threshold": -1}, r"sources.photos.flat_threshold=-1.0; allowed: a number >= 0"),
     ({"colour": "yes"}, r"unknown key sources.photos.colour; allowed keys in sources.photos: folder"),
     ({"train": {"epochs": 0}}, r"sources.photos.train.epochs=0; allowed: an integer >= 1"),
+    ({"start_from": "imagenet"}, r"sources.photos.start_from='imagenet'; allowed: scratch, sr"),
 ])
 def test_invalid_source_keys_are_named(changes, message):
     with pytest.raises(ParamsError, match=message):

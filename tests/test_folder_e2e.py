@@ -1,7 +1,6 @@
 """A folder of photos as a data source, end to end: `dvc add`, a block in params.yaml, the generated dvc.yaml,
 `dvc repro`, `dvc metrics show`, a photo added, a key changed, a bad file refused; the real `dvc` CLI."""
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -9,12 +8,12 @@ import yaml
 from cifar_fixture import write_archive
 from photo_fixture import photo, write_bad_file, write_good_folder
 from PIL import Image
-from test_pipeline_e2e import PROJECT_FILES, ROOT, sh
+from test_pipeline_e2e import project_copy, sh
 
 from sr4x.provenance import file_md5
 
 SOURCE = {"folder": "data/photos", "test_fraction": 0.3, "patch": 32, "stride": 16, "flat_threshold": 2.0,
-          "skip_bad": False, "crop": 16, "train": {"epochs": 2, "batch_size": 8}}
+          "skip_bad": False, "crop": 16, "start_from": "sr", "train": {"epochs": 2, "batch_size": 8}}
 FOLDER_STAGES = {"prepare_folder@photos", "train_folder@photos", "evaluate_folder@photos"}
 
 
@@ -31,17 +30,7 @@ def generate_dvc_yaml(repo: Path) -> None:
 def repo(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("folder_e2e")
     archive = write_archive(base / "tiny.tar.gz")
-    repo = base / "repo"
-    repo.mkdir()
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-         if src.is_dir() else shutil.copy(src, repo / name))
-    sh(repo, "git", "init", "-q")
-    sh(repo, "git", "config", "user.email", "ci@example.com")
-    sh(repo, "git", "config", "user.name", "CI")
-    sh(repo, "dvc", "init", "-q")
+    repo = project_copy(base / "repo")
     write_good_folder(repo / "data/photos")
     sh(repo, "dvc", "add", "-q", "data/photos")
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -83,6 +72,7 @@ def test_repro_prepares_trains_and_scores_the_folder(repo):
 @pytest.mark.parametrize("key, value, expected", [
     ("crop", 24, {"train_folder@photos"}),
     ("test_fraction", 0.5, {"prepare_folder@photos"}),
+    ("start_from", "scratch", {"train_folder@photos"}),
     ("train", {"epochs": 3, "batch_size": 8}, {"train_folder@photos"}),
 ])
 def test_a_sources_key_reaches_only_that_sources_stages(repo, key, value, expected):

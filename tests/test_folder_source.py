@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from interruption import killed_in_epoch
 from photo_fixture import BAD_KINDS, photo, write_bad_file, write_good_folder
 from PIL import Image
 
@@ -21,7 +22,7 @@ from sr4x.photos import BadImage, read_photo
 from sr4x.source_data import PatchSet, held_out_images, read_info, validation_pairs
 
 SOURCE = SourceParams(folder="photos", test_fraction=0.3, patch=32, stride=16, flat_threshold=2.0, skip_bad=False,
-                      crop=16)
+                      crop=16, start_from="scratch")
 
 
 @pytest.fixture
@@ -223,7 +224,7 @@ def test_read_photo_refuses_what_is_not_a_still_image(tmp_path):
         read_photo(io.BytesIO(b"hello"))
 
 
-def test_training_on_sub_images_is_deterministic_and_resumes_to_the_same_weights(folder, monkeypatch):
+def test_training_on_sub_images_is_deterministic_and_resumes_to_the_same_weights(folder):
     import sr4x.training as training
     from sr4x.models import build_model
     from sr4x.provenance import fingerprint
@@ -242,18 +243,8 @@ def test_training_on_sub_images_is_deterministic_and_resumes_to_the_same_weights
 
     full, log_full = run("full.pt")
     again, _ = run("again.pt")
-    real_epoch, calls = training.train_one_epoch, []
-
-    def dies_in_third_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("killed")
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_one_epoch", dies_in_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_in_epoch(3):
         run("ckpt.pt")
-    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
     resumed, log_resumed = run("ckpt.pt")
     same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
     assert same(full, again) and same(full, resumed) and log_resumed == log_full
@@ -275,3 +266,22 @@ def test_the_degradation_is_torchvisions_resize(height, width):
     image = photo(height, width, 3)
     expected = TF.resize(Image.fromarray(image), [height // 4, width // 4])  # the tutorial's Resize, on any size
     assert np.array_equal(downscale(image), np.asarray(expected))
+
+
+def test_start_from_begins_training_at_the_given_weights(folder, tmp_path):
+    import sr4x.training as training
+    from sr4x.models import build_model
+
+    prepare()
+    params = TrainParams(epochs=1, batch_size=4, lr=1e-9, seed=0, device="cpu", threads=1, precision="fp32")
+    start = {k: v + 0.5 for k, v in build_model("sr", width=8, depth=1).state_dict().items()}  # not the seeded init
+    runs = {}
+    for label, initial in (("scratch", None), ("start", start)):
+        run = training.setup_run(params, "sr")
+        files = training.RunFiles(*(tmp_path / f"{label}.{ext}" for ext in ("pt", "json", "csv", "ckpt")))
+        training.train_and_save("sr", "sr", {"width": 8, "depth": 1}, params, run,
+                                PatchSet(Path("out"), 16, run[0]), validation_pairs(Path("out"), 16), files, [label],
+                                0.0, initial)
+        runs[label] = torch.load(files.weights, weights_only=True)["state_dict"]
+    assert all((runs["start"][k] - start[k]).abs().max() < 1e-6 for k in start)  # moved by lr 1e-9 only
+    assert all((runs["scratch"][k] - start[k]).abs().max() > 0.4 for k in start)

@@ -50,10 +50,8 @@ def repo(tmp_path_factory) -> Path:
     return make_repo(tmp_path_factory.mktemp("e2e"))
 
 
-def make_repo(base: Path) -> Path:
-    """A fresh git + DVC repo holding the project, pointed at a tiny archive, after `dvc repro`."""
-    archive = write_archive(base / "tiny.tar.gz")
-    repo = base / "repo"
+def project_copy(repo: Path) -> Path:
+    """A fresh git + DVC repo at `repo` holding the project's files (nothing committed yet)."""
     repo.mkdir()
     for name in PROJECT_FILES:
         src = ROOT / name
@@ -65,6 +63,13 @@ def make_repo(base: Path) -> Path:
     sh(repo, "git", "config", "user.name", "CI")
     sh(repo, "dvc", "init", "-q")
     shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")  # the plot template
+    return repo
+
+
+def make_repo(base: Path) -> Path:
+    """A fresh git + DVC repo holding the project, pointed at a tiny archive, after `dvc repro`."""
+    archive = write_archive(base / "tiny.tar.gz")
+    repo = project_copy(base / "repo")
     set_params(repo, download__url=str(archive), download__md5=file_md5(archive), train__epochs=2,
                models__sr__train__epochs=2, train__threads=1)
     sh(repo, "git", "add", "-A")

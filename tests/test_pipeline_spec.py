@@ -119,7 +119,7 @@ def test_adding_an_architecture_is_one_class_one_entry_and_its_params_block(tmp_
 def test_a_folder_source_gets_three_stages_that_read_only_its_keys():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["sources"] = {"photos": {"folder": "data/photos", "test_fraction": 0.2, "patch": 128, "stride": 64,
-                                    "flat_threshold": 2.0, "skip_bad": False, "crop": 96,
+                                    "flat_threshold": 2.0, "skip_bad": False, "crop": 96, "start_from": "sr",
                                     "train": {"epochs": 300, "batch_size": 16}}}
     generated = yaml.safe_load(render(params))["stages"]
     assert set(generated) - set(STAGES) == {"prepare_folder", "train_folder", "evaluate_folder"}
@@ -130,6 +130,7 @@ def test_a_folder_source_gets_three_stages_that_read_only_its_keys():
     assert item["epochs"] == "sources.photos.train.epochs" and item["batch_size"] == "sources.photos.train.batch_size"
     assert item["lr"] == "models.sr.train.lr" and item["threads"] == "train.threads"  # sr's recipe, then the shared
     assert "models/sr.pt" in evaluate["do"]["deps"]  # the CIFAR-trained sr, scored beside the photo-trained one
+    assert "models/sr.pt" in train["do"]["deps"] and "sources.${key}.start_from" in train["do"]["params"]
     for stage in (prepare, train, evaluate):
         keys = [k for k in stage["do"]["params"] if not k.startswith("${item.")]
         assert all(k.startswith(("sources.${key}.", "models.sr.", "evaluate.samples")) for k in keys), keys

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from interruption import killed_in_epoch
 from torch._dynamo.utils import counters
 
 import sr4x.training as training
@@ -64,23 +65,12 @@ def test_each_epoch_is_shuffled_anew(data, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("arch, precision", [("conv", "fp32"), ("sr", "fp32"), ("sr", "bf16")])
-def test_interrupted_run_resumes_to_the_same_result(arch, precision, data, monkeypatch, tmp_path):
+def test_interrupted_run_resumes_to_the_same_result(arch, precision, data, tmp_path):
     params = dataclasses.replace(PARAMS, schedule="onecycle", precision=precision)  # the schedule resumes too
     uninterrupted, log_full = run(data, tmp_path / "full.pt", params, arch)
 
-    real_epoch = training.train_one_epoch
-    calls = []
-
-    def dies_in_third_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("killed")
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_one_epoch", dies_in_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_in_epoch(3):
         run(data, tmp_path / "ckpt.pt", params, arch)
-    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
     saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert len(saved["log"]) == 2
 

@@ -19,6 +19,7 @@ from sr4x.errors import ParamsError
 
 SCHEDULES = ("constant", "onecycle", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
+START_FROM = ("scratch", "sr")  # how a folder source's sr begins: seeded weights, or the CIFAR-trained sr
 AUTO = "auto"  # a speed option chosen per device type and architecture (devices.py)
 
 
@@ -89,6 +90,7 @@ class SourceParams:
     flat_threshold: float  # sub-images whose pixel standard deviation (0-255) is below this are dropped
     skip_bad: bool  # skip unreadable or unusable files (listed with their reasons) instead of refusing
     crop: int  # side of the random high-resolution crop each training sample takes from a sub-image
+    start_from: str  # "scratch", or "sr": fine-tune the CIFAR-trained sr (models/sr.pt)
     train: TrainParams = TrainParams()
 
 
@@ -216,6 +218,8 @@ def _build_sources(raw: Any, sr_train: TrainParams) -> dict[str, SourceParams]:
                 raise _fail(f"{prefix}.{key}", value, f"a multiple of {SCALE}, at least {low}")
         if source.crop > source.patch:
             raise _fail(f"{prefix}.crop", source.crop, f"at most {prefix}.patch ({source.patch})")
+        if source.start_from not in START_FROM:
+            raise _fail(f"{prefix}.start_from", source.start_from, ", ".join(START_FROM))
         if source.flat_threshold < 0:
             raise _fail(f"{prefix}.flat_threshold", source.flat_threshold, "a number >= 0 (0 keeps every patch)")
         sources[name] = source

@@ -148,8 +148,10 @@ def folder_stages(raw_params: Mapping[str, Any]) -> dict[str, Any]:
             "foreach": {name: source_train_keys(raw_params, name) for name in sources},
             "do": {
                 "cmd": f"python -m stages.train_folder {KEY}",
-                "deps": [str(paths.source_data(KEY)), *project_imports("stages.train_folder")],
-                "params": [key("crop"), *sr_options, *(slot(name) for name in TRAIN_SETTINGS)],
+                # models/sr.pt: read when start_from is sr, listed always so that switching needs no regeneration
+                "deps": [str(paths.source_data(KEY)), str(paths.weights("sr")),
+                         *project_imports("stages.train_folder")],
+                "params": [key("crop"), key("start_from"), *sr_options, *(slot(name) for name in TRAIN_SETTINGS)],
                 "outs": [str(paths.source_weights(KEY)), {str(paths.source_run_info(KEY)): {"cache": False}}],
                 "plots": [{str(paths.source_curves(KEY)): {"cache": False, "x": "epoch", "y": "test_mse"}}],
             },

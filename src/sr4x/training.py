@@ -267,15 +267,20 @@ class RunFiles:
 
 def train_and_save(name: str, arch: str, model_options: Mapping[str, int], params: TrainParams,
                    run: tuple[torch.device, Machine, SpeedOptions], train: TrainingSet, test: Pairs, files: RunFiles,
-                   identity: list[Any], started: float) -> list[dict[str, float]]:
+                   identity: list[Any], started: float,
+                   start: Mapping[str, torch.Tensor] | None = None) -> list[dict[str, float]]:
     """Train `arch` on `train` (resuming from `files.checkpoint`), and write its weights, run info and log.
 
     `run` is what `setup_run` returned; `identity` names the data and code (the checkpoint is reused only by a
-    run with the same params, options, data, code and torch); `started` is the stage's start time. The log and
-    the run info are rewritten after every epoch, so `dvc plots show` follows a running training.
+    run with the same params, options, data, code and torch); `started` is the stage's start time; `start`, if
+    given, is the state dict training starts from (fine-tuning) instead of the seeded initialisation. The log
+    and the run info are rewritten after every epoch, so `dvc plots show` follows a running training.
     """
     device, machine, options = run
-    model = build_model(arch, **model_options).to(device)
+    model = build_model(arch, **model_options)
+    if start is not None:
+        model.load_state_dict(start)
+    model = model.to(device)
     run_id = fingerprint(arch, model_options, params, options.values(), torch.__version__, torch.get_num_threads(),
                          str(device), *identity)
     info = {
