@@ -35,7 +35,7 @@ from sr4x import paths
 from sr4x.evaluation import interpolate, mse, psnr
 from sr4x.inference import predict
 from sr4x.models import load_trained
-from sr4x.pairs import load_pairs, to_float
+from sr4x.pairs import load_pairs, to_float, to_uint8
 
 
 class JudgeFeatures(nn.Module):
@@ -159,8 +159,7 @@ def scores(features: JudgeFeatures, judge: Classifier, pred: torch.Tensor, test,
         for real, fake in zip(to_float(test.high).split(1000), pred.split(1000), strict=True):
             metric.update(real, real=True)
             metric.update(fake, real=False)
-    pred_uint8 = (pred * 255).round().byte()
-    return {"psnr": psnr(mse(pred, test.high)), "accuracy": accuracy(judge, pred_uint8, test.labels, bf16=True),
+    return {"psnr": psnr(mse(pred, test.high)), "accuracy": accuracy(judge, to_uint8(pred), test.labels, bf16=True),
             "fid": fid.compute().item(), "kid": kid.compute()[0].item()}
 
 

@@ -6,10 +6,9 @@ Writes data/sources/SOURCE (all of it or, on any error, nothing) and metrics/sou
 Torch is never imported: memory holds one decoded photo and one shard (docs/own-images.md).
 """
 from sr4x import paths
-from sr4x.atomic import atomic_dir, write_json
+from sr4x.atomic import write_json
 from sr4x.config import load_params
 from sr4x.folder_source import prepare_folder
-from sr4x.paths import SOURCE_INFO
 from sr4x.stage import run_stage, stage_argument
 
 COUNTS = ("files", "train_images", "test_images", "train_patches", "flat_patches_dropped")
@@ -18,9 +17,7 @@ COUNTS = ("files", "train_images", "test_images", "train_patches", "flat_patches
 def main() -> str:
     params = load_params()
     name = stage_argument("source", params.sources)
-    with atomic_dir(paths.source_data(name)) as out:
-        info = prepare_folder(name, params.sources[name], out)
-        write_json(out / SOURCE_INFO, info)
+    info = prepare_folder(name, params.sources[name], paths.source_data(name))
     for skipped in info["skipped"]:
         print(f"skipped {skipped['file']}: {skipped['reason']}")
     write_json(paths.source_prepare_metrics(name), {

@@ -28,10 +28,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from sr4x.architectures import SCALE
+from sr4x.atomic import atomic_dir, write_json
 from sr4x.config import SourceParams
 from sr4x.degradation import downscale
 from sr4x.errors import ProjectError
-from sr4x.paths import SHARD_SIZE, source_shard, source_test_image
+from sr4x.paths import SHARD_SIZE, SOURCE_INFO, source_shard, source_test_image
 from sr4x.photos import BadImage, read_photo
 
 
@@ -99,12 +100,21 @@ def outside_link(path: Path, folder: Path) -> str | None:
     return None if target.exists() else f"a symbolic link to {target}, which does not exist"
 
 
-def prepare_folder(name: str, source: SourceParams, out: Path) -> dict[str, Any]:
-    """Check, split and cut every image of `source.folder` into `out`; return the summary for info.json.
+def prepare_folder(name: str, source: SourceParams, target: Path) -> dict[str, Any]:
+    """Check, split and cut every image of `source.folder` into the folder `target`, with its info.json; return
+    that summary.
 
-    Every file is checked in one pass. Unless `source.skip_bad`, any bad file stops the stage with one
-    message naming every bad file and why (the caller discards `out`).
+    Every file is checked in one pass. Unless `source.skip_bad`, any bad file stops it with one message naming
+    every bad file and why. The output is built beside `target` and replaces it only on success: a failed
+    prepare writes nothing.
     """
+    with atomic_dir(target) as out:
+        info = _prepare_into(name, source, out)
+        write_json(out / SOURCE_INFO, info)
+    return info
+
+
+def _prepare_into(name: str, source: SourceParams, out: Path) -> dict[str, Any]:
     folder = Path(source.folder)
     if not folder.is_dir():
         raise SourceError(f"{folder}: no such folder (sources.{name}.folder); put your images there and "
