@@ -3,10 +3,11 @@
     python bench/classifier.py [--epochs 8] [--widths 64 256 256] [--batch 512] [--lr 0.2] [--precision bf16]
                                [--ema 0.99]
 
-A candidate for a classifier the pipeline trains itself, to judge upscaled images offline: the
-network and recipe follow airbench (Jordan 2024, arXiv:2404.00498): a frozen 2x2 patch-whitening
-convolution, three conv-pool-BN-GELU groups, max-pool and a linear head; label smoothing 0.2,
-Nesterov SGD with a triangular learning-rate schedule, random flips and 2-pixel translations.
+The pipeline's judge (`sr4x.judge`, stage `judge`), trained here with its recipe spelt out so
+that each setting can be varied: the network and recipe follow airbench (Jordan 2024,
+arXiv:2404.00498): a frozen 2x2 patch-whitening convolution, three conv-pool-BN-GELU groups,
+max-pool and a linear head; label smoothing 0.2, Nesterov SGD with a triangular learning-rate
+schedule, random flips and 2-pixel translations.
 It reads the original 32x32 images of the prepared pairs (`dvc repro` makes them), trains on the
 CPU with the given precision (bf16 autocast only where the CPU computes it natively is fast) and
 prints per epoch the seconds so far and the test accuracy (with flip test-time augmentation), and at
@@ -19,55 +20,11 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from sr4x import paths
+from sr4x.judge import Classifier
+from sr4x.judge_training import augment
 from sr4x.pairs import load_pairs, to_float
-
-
-def conv_group(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c_out), nn.GELU(),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU(),
-    )
-
-
-class Classifier(nn.Module):
-    """airbench's network: whitening (32 -> 31), three groups (31 -> 15 -> 7 -> 3), max-pool, linear."""
-
-    def __init__(self, widths: tuple[int, int, int], classes: int = 10) -> None:
-        super().__init__()
-        self.whiten = nn.Conv2d(3, 24, 2, bias=True)
-        self.whiten.weight.requires_grad_(False)
-        self.body = nn.Sequential(conv_group(24, widths[0]), conv_group(widths[0], widths[1]),
-                                  conv_group(widths[1], widths[2]), nn.MaxPool2d(3), nn.Flatten())
-        self.head = nn.Linear(widths[2], classes, bias=False)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The penultimate features of float images in [0, 1]."""
-        return self.body(F.gelu(self.whiten(x)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)) / 9  # airbench's logit scale
-
-    @torch.no_grad()
-    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
-        """Whitening filters from the eigenvectors of the images' 2x2 patch covariance, and their negatives."""
-        patches = images.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
-        patches = patches - patches.mean(0)
-        values, vectors = torch.linalg.eigh(patches.T @ patches / len(patches))
-        filters = (vectors.T / (values + eps).sqrt()[:, None]).reshape(12, 3, 2, 2).float()
-        self.whiten.weight.copy_(torch.cat([filters, -filters]))
-
-
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A random horizontal flip and a random translation of up to 2 pixels (reflect padding) per image."""
-    n = len(x)
-    flip = torch.rand(n, generator=generator) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
-    dy, dx = torch.randint(0, 5, (2,), generator=generator).tolist()  # one shift per batch: a view, no gather
-    return padded[:, :, dy:dy + 32, dx:dx + 32]
 
 
 def views(x: torch.Tensor, translate: bool) -> list[torch.Tensor]:

@@ -6,11 +6,10 @@ import pandas as pd
 
 from sr4x import paths
 from sr4x.architectures import ARCHITECTURES
-from sr4x.config import load_params
+from sr4x.config import MODELS, load_params
 from sr4x.evaluation import BASELINES, interpolate
 from sr4x.figures import curves_figure, image_grid, save_figure
-from sr4x.inference import predict
-from sr4x.models import load_trained
+from sr4x.inference import predict, trained_model
 from sr4x.pairs import load_pairs
 from sr4x.stage import run_stage
 
@@ -20,9 +19,9 @@ def main() -> str:
     test = load_pairs(paths.prepared_split("test")).head(params.evaluate.samples)
     columns = {f"input {test.low.shape[-1]}x{test.low.shape[-2]}": test.low}
     columns |= {name: interpolate(test.low, name) for name in BASELINES}
-    for arch in ARCHITECTURES:
-        _, model = load_trained(paths.weights(arch), arch, params.models[arch].options)
-        columns[arch] = predict(model, test.low, params.evaluate.batch_size)
+    for name in MODELS:
+        model = trained_model(name, params)
+        columns[name] = predict(model, test.low.to(next(model.parameters()).device), params.evaluate.batch_size)
     columns["original"] = test.high
     grid = image_grid(columns, "Test images: input, baselines, models, original", by="column")
     save_figure(paths.GRID, grid)

@@ -7,19 +7,25 @@ import sr4x.training as training
 
 
 @contextlib.contextmanager
-def killed_in_epoch(epoch: int):
-    """Run the block's training until it is killed (KeyboardInterrupt) as epoch `epoch` starts; expects the kill."""
-    real, calls = training.train_one_epoch, []
+def killed_at_call(owner, name: str, call: int):
+    """Run the block until `owner.name` is called for the `call`-th time, which raises KeyboardInterrupt (a kill);
+    expects the kill."""
+    real, calls = getattr(owner, name), []
 
     def dies(*args, **kwargs):
         calls.append(1)
-        if len(calls) == epoch:
+        if len(calls) == call:
             raise KeyboardInterrupt("killed")
         return real(*args, **kwargs)
 
-    training.train_one_epoch = dies
+    setattr(owner, name, dies)
     try:
         with pytest.raises(KeyboardInterrupt):
             yield
     finally:
-        training.train_one_epoch = real
+        setattr(owner, name, real)
+
+
+def killed_in_epoch(epoch: int):
+    """Run the block's training until it is killed as epoch `epoch` starts; expects the kill."""
+    return killed_at_call(training, "train_one_epoch", epoch)

@@ -32,6 +32,9 @@ def test_committed_params_are_valid():
     assert {params.train.precision, params.train.channels_last, params.train.fused_adam,
             params.train.crop_dead_taps} == {"auto"}
     assert params.evaluate.self_ensemble == ("sr",) and params.evaluate.consistency == ("sr",)
+    # the judge and sr_gan: lists become tuples of their element type
+    assert params.judge.widths == (64, 256, 256) and params.gan.interpolation == (0.25, 0.5, 0.75)
+    assert parse_params(with_value("judge.widths", [8, 16, 16])).judge.widths == (8, 16, 16)
 
 
 @pytest.mark.parametrize("path, value, message", [
@@ -56,12 +59,23 @@ def test_committed_params_are_valid():
     ("download.md5", "abc", "invalid download.md5='abc'; allowed: 32 lowercase hexadecimal digits"),
     ("evaluate.batch_size", 0, "invalid evaluate.batch_size=0"),
     ("extra.key", 1, "unknown group extra"),
-    ("evaluate.self_ensemble", ["vgg"], "invalid evaluate.self_ensemble='vgg'; allowed: a list of architectures among"),
+    ("evaluate.self_ensemble", ["vgg"], "invalid evaluate.self_ensemble='vgg'; allowed: a list of models among fc, "
+     "conv, resnet, sr, sr_gan"),
     ("evaluate.consistency", True, r"invalid evaluate.consistency=True; allowed: a list of names, such as \[sr\]"),
     ("evaluate.consistency", [1], r"invalid evaluate.consistency=\[1\]"),
     ("train.fused_adam", "yes", "invalid train.fused_adam='yes'; allowed: true, false or auto"),
     ("models.resnet.train.crop_dead_taps", 1,
      "invalid models.resnet.train.crop_dead_taps=1; allowed: true, false or auto"),
+    ("judge.epoch", 3, "unknown key judge.epoch; allowed keys in judge: epochs, batch_size, lr"),
+    ("judge.widths", [64, 256], r"invalid judge.widths=\[64, 256\]; allowed: three positive integers"),
+    ("judge.widths", [64, 2.5, 8], r"invalid judge.widths=\[64, 2.5, 8\]; allowed: a list of integers"),
+    ("judge.label_smoothing", 1, r"invalid judge.label_smoothing=1.0; allowed: a number in \[0, 1\)"),
+    ("gan.epochs", 0, "invalid gan.epochs=0; allowed: a number > 0"),
+    ("gan.ema", 1, r"invalid gan.ema=1.0; allowed: a number in \[0, 1\)"),
+    ("gan.adversarial_weight", -0.1, "invalid gan.adversarial_weight=-0.1; allowed: a number >= 0"),
+    ("gan.epoch_images", -1, "invalid gan.epoch_images=-1; allowed: 0 .all. or a positive count"),
+    ("gan.interpolation", [0.5, 1], r"invalid gan.interpolation=\[0.5, 1.0\]; allowed: a list of numbers between 0"),
+    ("gan.interpolation", ["half"], r"invalid gan.interpolation=\['half'\]; allowed: a list of numbers"),
 ])
 def test_invalid_params_name_key_value_and_what_is_allowed(path, value, message):
     with pytest.raises(ParamsError, match=message):

@@ -30,6 +30,7 @@ from sr4x.devices import (
 from sr4x.errors import ParamsError
 from sr4x.models import build_model
 from sr4x.pairs import make_pairs, to_float
+from sr4x.paths import JUDGE
 from sr4x.training import compiled, evaluate_mse, make_scheduler, prepare_model, setup_run, train_one_epoch
 
 
@@ -39,7 +40,7 @@ def test_each_simulated_machine_is_of_its_class_and_the_table_covers_every_class
     for table in AUTO_OPTIONS.values():
         assert set(table) == set(SPEED_OPTIONS)
         for choice in table.values():
-            assert "*" in choice.values and set(choice.values) - {"*"} <= set(ARCHITECTURES)
+            assert "*" in choice.values and set(choice.values) - {"*"} <= {*ARCHITECTURES, JUDGE}
             # the choice and a one-line why; the measurements live in docs/speed.md and docs/gpu.md
             assert choice.why and "\n" not in choice.why and not re.search(r"\d+(\.\d+)?x\b|%", choice.why)
 
@@ -54,6 +55,8 @@ def test_bf16_only_where_the_cpu_computes_it_natively():
         "fc": "bf16", "conv": "fp32", "resnet": "fp32", "sr": "bf16"}
     assert {resolved(arch, c).precision for arch in ARCHITECTURES for c in (CPU, CUDA_SM80, CUDA_OLDER, MPS)} == {
         "fp32"}
+    judge = [resolve_speed_options(load_params().train, JUDGE, MACHINES[c]).precision for c in (CPU_BF16, CPU)]
+    assert judge == ["bf16", "fp32"]  # the judge trains and judges in bf16 only where it is native
 
 
 def test_the_amx_class_keeps_the_options_the_committed_amx_models_were_trained_with():

@@ -20,7 +20,9 @@ from sr4x.provenance import file_md5
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["src", "stages", "dvc.yaml", "params.yaml", ".gitignore", "models/.gitignore"]
-NAMES = ["fc", "conv", "resnet", "sr", "nearest", "bilinear", "bicubic"]
+NAMES = ["fc", "conv", "resnet", "sr", "sr_gan", "nearest", "bilinear", "bicubic"]  # evaluated, in stage order
+POINTS = ["original", "nearest", "bilinear", "bicubic", "fc", "conv", "resnet", "sr", "sr_gan", "interp_0.25",
+          "interp_0.5", "interp_0.75"]  # metrics/perception/
 KEEP = r"Experiment|train\.lr|metrics/(fc|conv|resnet|sr)\.json:test\.psnr$"  # as in the README
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": "",
        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
@@ -93,31 +95,59 @@ def test_repro_writes_metrics_plots_and_models(repo):
         assert (repo / f"plots/per_class/{name}.csv").read_text().startswith("class,psnr,bicubic_psnr,gain_db")
     assert keys == {"mse", "psnr", "psnr_per_image", "ssim", "gain_over_bicubic_db"}
     assert (repo / "plots/samples/pairs.png").exists()
-    assert "compare: 6 test images x 9 columns, curves of 4 models" in log
+    assert "compare: 6 test images x 10 columns, curves of 4 models" in log
     assert (repo / "plots/compare/grid.png").stat().st_size > 10_000
     assert (repo / "plots/compare/curves.png").stat().st_size > 10_000
-    for arch in NAMES[:4]:
+    for arch in NAMES[:5]:
         assert len((repo / f"plots/curves/{arch}.csv").read_text().splitlines()) == 3  # header + 2 epochs
     assert sh(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_repro_trains_the_judge_and_sr_gan_and_scores_every_point(repo):
+    log = (repo / "repro.log").read_text()
+    assert "judge: 8 epochs" in log and "train_gan: 2 epochs" in log and "perception: 12 points" in log
+    judge = json.loads((repo / "metrics/judge.json").read_text())["judge"]
+    assert 0 <= judge["test_accuracy"] <= 1 and judge["training_seconds"] > 0
+    info = json.loads((repo / "models/judge.json").read_text())
+    assert info["test_accuracy"] == judge["test_accuracy"] and info["epochs"] == 8
+    gan_log = (repo / "plots/curves/sr_gan.csv").read_text().splitlines()
+    assert gan_log[0] == "epoch,l1,adversarial,discriminator,d_real,d_fake,test_mse" and len(gan_log) == 3
+    assert read_weights(repo / "models/sr_gan.pt")[:2] == read_weights(repo / "models/sr.pt")[:2]  # an sr
+    points = {p.stem: json.loads(p.read_text()) for p in (repo / "metrics/perception").iterdir()}
+    assert sorted(points) == sorted(POINTS)
+    table = (repo / "plots/perception.csv").read_text().splitlines()
+    assert table[0] == "point,accuracy,fid,kid,psnr" and [row.split(",")[0] for row in table[1:]] == [
+        p.replace("_", " ") if p.startswith("interp") else p for p in POINTS]
+    evaluated = json.loads((repo / "metrics/sr_gan.json").read_text())["test"]["psnr"]
+    assert points["sr_gan"]["psnr"] == pytest.approx(evaluated, abs=1e-9)  # the same output as evaluate@sr_gan
+    assert (repo / "plots/compare/perception.png").stat().st_size > 10_000
+    assert (repo / "plots/samples/sr_gan.png").stat().st_size > (repo / "plots/samples/sr.png").stat().st_size
 
 
 # (edit, the stages `dvc status` must name): params keys reach exactly the stages that read them,
 # code files exactly the stages that run them.
 ALL_TRAIN = {f"train@{a}" for a in NAMES[:4]}
-ALL_EVALUATE = {f"evaluate@{a}" for a in NAMES[:4]}
-ALL_BASELINES = {f"baseline@{m}" for m in NAMES[4:]}
+ALL_EVALUATE = {f"evaluate@{a}" for a in NAMES[:5]}
+ALL_BASELINES = {f"baseline@{m}" for m in NAMES[5:]}
+TRAINING = ALL_TRAIN | {"judge", "train_gan"}
+SCORING = {"compare", "perception"}
 STATUS_TABLE = [
     ({"train__lr": 0.01}, {"train@fc", "train@conv", "train@resnet"}),
     ({"models__sr__train__lr": 0.003}, {"train@sr"}),
-    ({"models__sr__width": 32}, {"train@sr", "evaluate@sr", "compare"}),
+    ({"models__sr__width": 32}, {"train@sr", "train_gan", "evaluate@sr", "evaluate@sr_gan"} | SCORING),
     ({"evaluate__samples": 4}, ALL_EVALUATE | ALL_BASELINES | {"compare"}),
-    ({"data__test_images": 50}, ALL_TRAIN | ALL_EVALUATE | ALL_BASELINES),
-    ("src/sr4x/conv_cropping.py", ALL_TRAIN),  # only training crops dead taps; evaluation runs the plain layers
-    ("src/sr4x/models.py", ALL_TRAIN | ALL_EVALUATE | {"compare"}),
-    ("src/sr4x/figures.py", ALL_EVALUATE | ALL_BASELINES | {"compare", "prepare"}),
+    ({"data__test_images": 50}, TRAINING | ALL_EVALUATE | ALL_BASELINES | {"perception"}),
+    ({"judge__lr": 0.2}, {"judge"}),
+    ({"gan__adversarial_weight": 0.05}, {"train_gan"}),
+    ({"gan__interpolation": [0.5]}, {"perception"}),
+    ("src/sr4x/conv_cropping.py", TRAINING),  # only training crops dead taps; evaluation runs the plain layers
+    ("src/sr4x/gan.py", {"train_gan"}),
+    ("src/sr4x/judge.py", {"judge", "perception"}),
+    ("src/sr4x/models.py", TRAINING | ALL_EVALUATE | SCORING),
+    ("src/sr4x/figures.py", ALL_EVALUATE | ALL_BASELINES | SCORING | {"prepare"}),
     ("src/sr4x/archive.py", {"download", "prepare"}),  # the unpickler: nothing downstream of an unchanged archive
-    ("src/sr4x/devices.py", ALL_TRAIN | ALL_EVALUATE),  # the device (and the `auto` table beside it)
-    ("src/sr4x/paths.py", {"download", "prepare"} | ALL_TRAIN | ALL_EVALUATE | ALL_BASELINES | {"compare"}),
+    ("src/sr4x/devices.py", TRAINING | ALL_EVALUATE | SCORING),  # the device (and the `auto` table beside it)
+    ("src/sr4x/paths.py", {"download", "prepare"} | TRAINING | ALL_EVALUATE | ALL_BASELINES | SCORING),
 ]
 
 
@@ -139,10 +169,13 @@ def test_status_names_exactly_the_stages_an_edit_reaches(repo, edit, expected):
 def test_metrics_show_has_a_row_per_model_and_only_metrics_as_columns(repo):
     out = sh(repo, "dvc", "metrics", "show").stdout  # the README's command
     header, *rows = out.strip().splitlines()
-    assert header.split() == ["Path", "inference.consistency_gain_db", "inference.self_ensemble_gain_db",
-                              "model.parameters", "test.gain_over_bicubic_db", "test.mse", "test.psnr",
-                              "test.psnr_per_image", "test.ssim"]
-    assert [row.split()[0] for row in rows] == [f"metrics/{name}.json" for name in NAMES]
+    assert header.split() == ["Path", "accuracy", "fid", "inference.consistency_gain_db",
+                              "inference.self_ensemble_gain_db", "judge.parameters", "judge.test_accuracy",
+                              "judge.training_seconds", "kid", "model.parameters", "psnr", "test.gain_over_bicubic_db",
+                              "test.mse", "test.psnr", "test.psnr_per_image", "test.ssim"]
+    paths = [row.split()[0] for row in rows]
+    assert paths[:9] == [f"metrics/{name}.json" for name in [*NAMES, "judge"]]
+    assert sorted(paths[9:]) == sorted(f"metrics/perception/{p}.json" for p in POINTS)
     assert "models/" not in out  # run info is recorded (models/ARCH.json, in git), not a metric
     tracked = sh(repo, "git", "ls-files", "models").stdout.split()
     assert {f"models/{a}.json" for a in NAMES[:4]} <= set(tracked) and "models/sr.pt" not in tracked
@@ -170,7 +203,7 @@ def test_exp_run_retrains_exactly_the_models_the_change_reaches(repo):
     out = sh(repo, "dvc", "exp", "run", "-S", "train.lr=0.01").stdout  # the README's first command
     ran = set(re.findall(r"Running stage '([^']+)'", out))
     assert ran == {"train@fc", "train@conv", "train@resnet", "evaluate@fc", "evaluate@conv", "evaluate@resnet",
-                   "compare"}
+                   "compare", "perception"}
     diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json").stdout)  # workspace against HEAD
     assert diff["metrics/fc.json"]["test.mse"]["diff"] != 0
     assert not {"metrics/sr.json", "metrics/bicubic.json"} & set(diff)

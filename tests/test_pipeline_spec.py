@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from sr4x.architectures import ARCHITECTURES
+from sr4x.config import MODELS
 from sr4x.evaluation import BASELINES
 from sr4x.pipeline import render
 from sr4x.provenance import project_imports, source_digest
@@ -26,14 +27,33 @@ def test_dvc_yaml_is_what_the_generator_writes():
 def test_every_list_of_architectures_agrees_with_the_registry():
     archs = list(ARCHITECTURES)
     assert list(yaml.safe_load((ROOT / "params.yaml").read_text())["models"]) == archs
-    assert list(STAGES["train"]["foreach"]) == list(STAGES["evaluate"]["foreach"]) == archs
+    assert list(STAGES["train"]["foreach"]) == archs
+    assert list(STAGES["evaluate"]["foreach"]) == [*archs, "sr_gan"] == list(MODELS)
     assert STAGES["baseline"]["matrix"]["method"] == list(BASELINES)
+    for stage in ("compare", "perception"):
+        models = [d for d in STAGES[stage]["deps"] if d.startswith("models/") and d != "models/judge.pt"]
+        assert models == [f"models/{m}.pt" for m in MODELS], stage
     compare = STAGES["compare"]["deps"]
-    assert [d for d in compare if d.startswith("models/")] == [f"models/{a}.pt" for a in archs]
     assert [d for d in compare if d.startswith("plots/curves/")] == [f"plots/curves/{a}.csv" for a in archs]
-    for plot in DVC_YAML["plots"]:
+    mse_plots, (gan_plot,) = DVC_YAML["plots"][:2], DVC_YAML["plots"][2:]
+    for plot in mse_plots:
         (definition,) = plot.values()
         assert list(definition["y"]) == [f"plots/curves/{a}.csv" for a in archs]
+    assert list(gan_plot["gan_losses_per_epoch"]["y"]) == ["plots/curves/sr_gan.csv"]
+
+
+def test_sr_gan_is_evaluated_as_an_sr_and_its_samples_read_the_sr_weights_too():
+    items = STAGES["evaluate"]["foreach"]
+    assert items["sr_gan"] == {**items["sr"], "beside": "models/sr.pt"}
+    assert all(items[a]["beside"] == f"models/{a}.pt" for a in ARCHITECTURES)
+    assert "${item.beside}" in STAGES["evaluate"]["do"]["deps"]
+    assert "models/sr.pt" in STAGES["train_gan"]["deps"]  # sr_gan starts from the trained sr
+
+
+def test_the_judge_and_the_scores_never_run_the_upscalers_training_code():
+    perception = set(STAGES["perception"]["deps"])
+    assert not perception & {"src/sr4x/training.py", "src/sr4x/gan.py", "src/sr4x/judge_training.py"}
+    assert "src/sr4x/gan.py" not in STAGES["judge"]["deps"]
 
 
 def test_every_stage_depends_on_exactly_the_code_it_runs():

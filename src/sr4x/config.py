@@ -21,6 +21,12 @@ SCHEDULES = ("constant", "onecycle", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 START_FROM = ("scratch", "sr")  # how a folder source's sr begins: seeded weights, or the CIFAR-trained sr
 AUTO = "auto"  # a speed option chosen per device type and architecture (devices.py)
+GAN_MODEL = "sr_gan"  # `sr` fine-tuned adversarially: a model of architecture sr with weights of its own
+MODELS = (*ARCHITECTURES, GAN_MODEL)  # every trained upscaler the pipeline evaluates
+# The lists params.yaml holds: their element types, and an example for messages.
+LIST_ITEMS = {"tuple[str, ...]": str, "tuple[int, ...]": int, "tuple[float, ...]": (int, float)}
+LIST_EXAMPLES = {"tuple[str, ...]": "a list of names, such as [sr]", "tuple[int, ...]": "a list of integers",
+                 "tuple[float, ...]": "a list of numbers"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +80,39 @@ class EvaluateParams:
 
     batch_size: int = 500
     samples: int = 6
-    self_ensemble: tuple[str, ...] = ()  # architectures whose outputs are averaged over 8 flips/rotations
-    consistency: tuple[str, ...] = ()  # architectures whose outputs are projected to match the input
+    self_ensemble: tuple[str, ...] = ()  # models whose outputs are averaged over 8 flips/rotations
+    consistency: tuple[str, ...] = ()  # models whose outputs are projected to match the input
+
+
+@dataclasses.dataclass(frozen=True)
+class JudgeParams:
+    """The CIFAR-10 classifier that grades upscaled images (judge.py): airbench's recipe. Its device and speed
+    options are `train`'s."""
+
+    epochs: int = 8
+    batch_size: int = 512
+    lr: float = 0.4  # peak of the triangular schedule
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.2
+    widths: tuple[int, ...] = (64, 256, 256)
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class GanParams:
+    """sr_gan: `sr` fine-tuned adversarially (gan.py), and the network interpolations scored beside it. Its device
+    and speed options are `sr`'s."""
+
+    epochs: int = 2
+    epoch_images: int = 25000  # training pairs drawn afresh each epoch; 0 (or more than there are) = all
+    batch_size: int = 64
+    lr: float = 1e-4  # Adam (0.9, 0.99), generator and discriminator
+    pixel_weight: float = 1.0  # of the L1 loss
+    adversarial_weight: float = 0.1  # of the generator's GAN loss
+    ema: float = 0.999  # decay of the generator's moving average, which is what sr_gan.pt holds
+    discriminator_width: int = 32
+    seed: int = 0
+    interpolation: tuple[float, ...] = (0.25, 0.5, 0.75)  # alphas of (1 - alpha) sr + alpha sr_gan scored
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +140,8 @@ class Params:
     train: TrainParams
     models: Mapping[str, ModelParams]
     evaluate: EvaluateParams
+    judge: JudgeParams = JudgeParams()
+    gan: GanParams = GanParams()
     sources: Mapping[str, SourceParams] = dataclasses.field(default_factory=dict)
 
 
@@ -130,18 +169,18 @@ def _build(cls: type, raw: Any, prefix: str, base: Any = None) -> Any:
             raise ParamsError(f"params.yaml: missing key {prefix}.{name}")
         value = raw.get(name, default)
         kind = {"int": int, "float": float, "str": str, "bool": bool, "bool | str": bool,
-                "tuple[str, ...]": (list, tuple), "TrainParams": TrainParams}[field.type]
+                **dict.fromkeys(LIST_ITEMS, (list, tuple)), "TrainParams": TrainParams}[field.type]
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if field.type == "bool | str":  # a switch that may be left to the device: true, false or auto
             ok = ok or value == AUTO
-        names = field.type == "tuple[str, ...]"
-        if names:  # a list of names, kept as a tuple so that params stay immutable
-            ok = ok and all(isinstance(v, str) for v in value)
-            value = tuple(value) if ok else value
+        item = LIST_ITEMS.get(field.type)
+        if item is not None:  # a list, kept as a tuple so that params stay immutable
+            ok = ok and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
+            value = tuple(float(v) if field.type == "tuple[float, ...]" else v for v in value) if ok else value
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok:
-            expected = ("a list of names, such as [sr]" if names else "true, false or auto"
+            expected = (LIST_EXAMPLES[field.type] if item is not None else "true, false or auto"
                         if field.type == "bool | str" else f"a value of type {field.type}")
             raise _fail(f"{prefix}.{name}", value, expected)
         values[name] = value
@@ -230,7 +269,7 @@ def parse_params(raw: Any) -> Params:
     """Validate the parsed YAML of params.yaml and return it as frozen dataclasses."""
     if not isinstance(raw, Mapping):
         raise ParamsError("params.yaml: expected a mapping of parameter groups at the top level")
-    groups = ("download", "data", "train", "models", "evaluate", "sources")
+    groups = ("download", "data", "train", "models", "evaluate", "judge", "gan", "sources")
     unknown = sorted(set(raw) - set(groups))
     if unknown:
         raise ParamsError(f"params.yaml: unknown group {unknown[0]}; allowed groups: " + ", ".join(groups))
@@ -251,9 +290,40 @@ def parse_params(raw: Any) -> Params:
         raise _fail("evaluate.samples", evaluate.samples, "an integer >= 1")
     for key in ("self_ensemble", "consistency"):
         for name in getattr(evaluate, key):
-            if name not in ARCHITECTURES:
-                raise _fail(f"evaluate.{key}", name, "a list of architectures among " + ", ".join(ARCHITECTURES))
-    return Params(download, data, train, models, evaluate, _build_sources(raw.get("sources"), models["sr"].train))
+            if name not in MODELS:
+                raise _fail(f"evaluate.{key}", name, "a list of models among " + ", ".join(MODELS))
+    judge = _build(JudgeParams, raw.get("judge"), "judge")
+    _check_positive(judge, "judge", ("epochs", "batch_size", "lr"))
+    if not 0 <= judge.label_smoothing < 1:
+        raise _fail("judge.label_smoothing", judge.label_smoothing, "a number in [0, 1)")
+    if judge.weight_decay < 0:
+        raise _fail("judge.weight_decay", judge.weight_decay, "a number >= 0")
+    if len(judge.widths) != 3 or min(judge.widths) < 1:
+        raise _fail("judge.widths", list(judge.widths), "three positive integers, the widths of the conv groups")
+    gan = _build(GanParams, raw.get("gan"), "gan")
+    _check_positive(gan, "gan", ("epochs", "batch_size", "lr", "discriminator_width"))
+    if gan.epoch_images < 0:
+        raise _fail("gan.epoch_images", gan.epoch_images, "0 (all) or a positive count")
+    if gan.pixel_weight < 0 or gan.adversarial_weight < 0:
+        key = "pixel_weight" if gan.pixel_weight < 0 else "adversarial_weight"
+        raise _fail(f"gan.{key}", getattr(gan, key), "a number >= 0")
+    if not 0 <= gan.ema < 1:
+        raise _fail("gan.ema", gan.ema, "a number in [0, 1)")
+    if any(not 0 < a < 1 for a in gan.interpolation):
+        raise _fail("gan.interpolation", list(gan.interpolation), "a list of numbers between 0 and 1 (exclusive)")
+    return Params(download, data, train, models, evaluate, judge, gan,
+                  _build_sources(raw.get("sources"), models["sr"].train))
+
+
+def _check_positive(group: Any, prefix: str, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if not getattr(group, key) > 0:
+            raise _fail(f"{prefix}.{key}", getattr(group, key), "a number > 0")
+
+
+def architecture_of(model: str) -> str:
+    """The architecture of a model in `MODELS`: sr_gan is an sr."""
+    return "sr" if model == GAN_MODEL else model
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -164,7 +164,8 @@ class Choice:
 
 AUTO_OPTIONS: dict[str, dict[str, Choice]] = {
     CPU_BF16: {  # Intel Xeon with AMX: docs/speed.md, "Intel Xeon with AMX"
-        "precision": Choice({"fc": "bf16", "sr": "bf16", "*": "fp32"}, "bf16 steps faster for fc and sr only"),
+        "precision": Choice({"fc": "bf16", "sr": "bf16", "judge": "bf16", "*": "fp32"},
+                            "bf16 steps faster for fc, sr and the judge only"),
         "channels_last": Choice({"*": True}, "faster oneDNN convolutions"),
         "fused_adam": Choice({"*": True}, "one kernel per step instead of ~10 per tensor"),
         "crop_dead_taps": Choice({"*": True}, "ResNet's 1x1 and 2x2 maps skip the taps that meet padding"),

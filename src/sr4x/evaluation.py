@@ -101,9 +101,11 @@ def per_class_psnr(pred: torch.Tensor, high: torch.Tensor, labels: torch.Tensor,
 
 
 def write_report(name: str, pred: torch.Tensor, test: Pairs, classes: Sequence[str], samples: int, batch_size: int,
-                 parameters: int, extra: dict[str, Any] | None = None) -> str:
+                 parameters: int, extra: dict[str, Any] | None = None,
+                 beside: dict[str, torch.Tensor] | None = None) -> str:
     """Score `pred` (float, [0, 1]) against `test`; write metrics/NAME.json, plots/per_class/NAME.csv and
-    plots/samples/NAME.png; return a one-line summary of the scores.
+    plots/samples/NAME.png (with the rows of `beside`, other outputs of the sample images, above NAME's);
+    return a one-line summary of the scores.
 
     Every report has the same `test` keys, so `dvc metrics show` lines models and baselines up.
     """
@@ -122,7 +124,7 @@ def write_report(name: str, pred: torch.Tensor, test: Pairs, classes: Sequence[s
 
     k = min(samples, len(test))
     h, w = test.low.shape[-2:]
-    rows = {f"input {w}x{h}": test.low[:k], "original": test.high[:k], name: pred[:k]}
+    rows = {f"input {w}x{h}": test.low[:k], "original": test.high[:k], **(beside or {}), name: pred[:k]}
     save_figure(paths.samples(name), image_grid(rows, f"{name}: test images"))
     return (f"test MSE {scores['mse']:.5f}, PSNR {scores['psnr']:.2f} dB ({gain:+.2f} dB vs bicubic), "
             f"SSIM {scores['ssim']:.4f}")

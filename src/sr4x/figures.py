@@ -56,6 +56,23 @@ def curves_figure(logs: dict[str, pd.DataFrame]) -> Figure:
     return fig
 
 
+def perception_figure(points: pd.DataFrame, sweep: tuple[str, str] = ("sr", "sr_gan")) -> Figure:
+    """PSNR (x) against KID (y), one labelled point per row of `points` (columns point, psnr, kid); the rows named
+    "interp ..." are joined, with the two ends of `sweep`, by a line: the network-interpolation sweep."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.scatter(points["psnr"], points["kid"], color="C0")
+    for row in points.itertuples():
+        ax.annotate(row.point, (row.psnr, row.kid), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    by_name = points.set_index("point")
+    line = [sweep[0], *(p for p in points["point"] if p.startswith("interp ")), sweep[1]]
+    if set(line) <= set(by_name.index):
+        ax.plot(by_name.loc[line, "psnr"], by_name.loc[line, "kid"], color="C1", linewidth=1, zorder=0)
+    ax.set(xlabel="PSNR (dB), higher is less distortion", ylabel="KID (judge's features), lower is more realistic",
+           title="Perception-distortion: test images")
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
 def save_figure(path: str | os.PathLike, figure: Figure) -> None:
     """Atomically save a figure as PNG, and free it."""
     with atomic_path(path) as tmp:

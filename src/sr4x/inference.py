@@ -19,7 +19,11 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from sr4x import paths
+from sr4x.config import Params, architecture_of
+from sr4x.devices import resolve_device
 from sr4x.evaluation import mse, psnr
+from sr4x.models import load_trained
 from sr4x.pairs import Pairs, to_float
 
 
@@ -90,3 +94,19 @@ def refined_prediction(model: nn.Module, test: Pairs, batch_size: int, ensemble:
     if consistency:
         pred = project_consistent(pred, to_float(test.low))
     return pred, gains
+
+
+def trained_model(name: str, params: Params) -> nn.Module:
+    """A trained model by name (an architecture, or sr_gan), checked against params.yaml, on its training device."""
+    arch = architecture_of(name)
+    config = params.models[arch]
+    _, model = load_trained(paths.weights(name), arch, config.options)
+    return model.to(resolve_device(config.train.device))
+
+
+def evaluated_output(name: str, model: nn.Module, low: torch.Tensor, params: Params) -> torch.Tensor:
+    """Model `name`'s output as its evaluate stage scores it: with the refinements `evaluate` names for it."""
+    opts = params.evaluate
+    on_device = low.to(next(model.parameters()).device)
+    pred = predict(model, on_device, opts.batch_size, self_ensemble if name in opts.self_ensemble else None)
+    return project_consistent(pred, to_float(low.cpu())) if name in opts.consistency else pred

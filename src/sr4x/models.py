@@ -118,6 +118,14 @@ class SRResNet(nn.Module):
         return base + self.upsample(self.tail(features))
 
 
+def interpolate_weights(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor],
+                        alpha: float) -> dict[str, torch.Tensor]:
+    """ESRGAN's network interpolation (net_interp.py): every tensor (1 - alpha) * a + alpha * b."""
+    if a.keys() != b.keys():
+        raise ValueError("the two state dicts hold different tensors")
+    return {k: torch.lerp(a[k].float(), b[k].float(), alpha) for k in a}
+
+
 def build_model(arch: str, **options: int) -> nn.Module:
     """Instantiate architecture `arch` (its class named in `ARCHITECTURES`) with its options from params.yaml."""
     if arch not in ARCHITECTURES:

@@ -13,6 +13,11 @@ CHECKPOINTS = Path("checkpoints")
 PAIRS_FIGURE = Path("plots/samples/pairs.png")
 GRID = Path("plots/compare/grid.png")
 CURVES_FIGURE = Path("plots/compare/curves.png")
+JUDGE = "judge"  # the classifier that grades upscaled images: models/judge.pt, models/judge.json, ...
+JUDGE_METRICS = Path("metrics/judge.json")  # its test accuracy and training time
+PERCEPTION_METRICS = Path("metrics/perception")  # one file per point: PSNR, the judge's accuracy, FID and KID
+PERCEPTION_TABLE = Path("plots/perception.csv")  # the same, one row per point
+PERCEPTION_FIGURE = Path("plots/compare/perception.png")  # PSNR against KID, one labelled point each
 
 
 def prepared_split(split: str) -> Path:

@@ -172,7 +172,7 @@ def evaluate_mse(model: nn.Module, data: Pairs, batch_size: int, bf16: bool = Fa
     return weighted_sum(sums, [1] * len(batches)) / data.high.numel()
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
     """torch's global RNG states; training draws from no other global RNG (shuffling has its own)."""
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -180,7 +180,7 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -201,6 +201,46 @@ def load_checkpoint(path: Path, expected_fingerprint: str) -> dict[str, Any] | N
     return ckpt
 
 
+def resumable_epochs(
+    epochs: int,
+    run_epoch: Callable[[int], dict[str, float]],
+    stateful: Mapping[str, Any],
+    generator: torch.Generator,
+    checkpoint: Path,
+    run_fingerprint: str,
+    name: str,
+    on_epoch: Callable[[list[dict[str, float]]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Run epochs 1..`epochs` with `run_epoch(epoch)` -> its log row, resuming from `checkpoint`; return the log.
+
+    After each epoch the state dicts of `stateful` (models, optimizers, schedulers, ...), the shuffling
+    `generator`, every global RNG state and the log are saved atomically, so a killed run continues from its
+    last completed epoch and ends with the same weights as an uninterrupted one. `on_epoch`, if given, then
+    receives the log so far.
+    """
+    reserved = {"fingerprint", "generator", "rng", "log"} & set(stateful)
+    if reserved:
+        raise ValueError(f"checkpoint keys {sorted(reserved)} are the loop's own; name the state otherwise")
+    log: list[dict[str, float]] = []
+    state = load_checkpoint(checkpoint, run_fingerprint)
+    if state is not None:
+        for key, obj in stateful.items():
+            obj.load_state_dict(state[key])
+        generator.set_state(state["generator"])
+        set_rng_state(state["rng"])
+        log = state["log"]
+        print(f"{name}: resuming after epoch {len(log)} from {checkpoint}")
+    for epoch in range(len(log) + 1, epochs + 1):
+        log.append(run_epoch(epoch))
+        torch_save(checkpoint, {
+            "fingerprint": run_fingerprint, **{key: obj.state_dict() for key, obj in stateful.items()},
+            "generator": generator.get_state(), "rng": rng_state(), "log": log,
+        })
+        if on_epoch:
+            on_epoch(log)
+    return log
+
+
 def fit(
     model: nn.Module,
     train: TrainingSet,
@@ -212,30 +252,16 @@ def fit(
     name: str,
     on_epoch: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Train for `params.epochs` with the speed `options`, logging train and test MSE per epoch; resume from
-    `checkpoint`.
-
-    After each epoch the model, optimizer, scheduler, epoch, log and every RNG state are saved
-    atomically, so a killed run continues from its last completed epoch and ends with the same
-    weights as an uninterrupted one. `on_epoch`, if given, then receives the log so far.
-    """
+    """Train for `params.epochs` with the speed `options`, logging train and test MSE per epoch; resumable
+    from `checkpoint` (`resumable_epochs`)."""
     optimizer = prepare_model(model, options, params.lr, to_float(test.low[:1]))  # test inputs: the training size
     runner = compiled(model, options, train.device.type)  # `model` itself unless options.compile
     steps = params.epochs * -(-len(train) // params.batch_size)
     scheduler = make_scheduler(optimizer, params.schedule, params.lr, steps)
     generator = torch.Generator().manual_seed(params.seed)
-    log: list[dict[str, float]] = []
-    state = load_checkpoint(checkpoint, run_fingerprint)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        _set_rng_state(state["rng"])
-        log = state["log"]
-        print(f"{name}: resuming after epoch {len(log)} from {checkpoint}")
     bf16 = options.bf16
-    for epoch in range(len(log) + 1, params.epochs + 1):
+
+    def run_epoch(epoch: int) -> dict[str, float]:
         train_mse = train_one_epoch(
             runner, optimizer, scheduler, train, params.batch_size, generator,
             desc=f"{name} epoch {epoch}/{params.epochs}",
@@ -244,15 +270,11 @@ def fit(
         # The per-epoch test pass runs at the training precision and batch size (docs/speed.md);
         # the evaluate stage scores in fp32.
         test_mse = evaluate_mse(runner, test, params.batch_size, bf16)
-        log.append({"epoch": epoch, "train_mse": train_mse, "test_mse": test_mse})
         print(f"{name} epoch {epoch}/{params.epochs}: train MSE {train_mse:.5f}, test MSE {test_mse:.5f}", flush=True)
-        torch_save(checkpoint, {
-            "fingerprint": run_fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "rng": _rng_state(), "log": log,
-        })
-        if on_epoch:
-            on_epoch(log)
-    return log
+        return {"epoch": epoch, "train_mse": train_mse, "test_mse": test_mse}
+
+    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    return resumable_epochs(params.epochs, run_epoch, stateful, generator, checkpoint, run_fingerprint, name, on_epoch)
 
 
 @dataclasses.dataclass(frozen=True)
