@@ -33,7 +33,7 @@ def test_committed_params_are_valid():
             params.train.crop_dead_taps} == {"auto"}
     assert params.evaluate.self_ensemble == ("sr",) and params.evaluate.consistency == ("sr",)
     # the judge and sr_gan: lists become tuples of their element type
-    assert params.judge.widths == (64, 256, 256) and params.gan.interpolation == (0.25, 0.5, 0.75)
+    assert params.judge.widths == (32, 128, 128) and params.gan.interpolation == (0.25, 0.5, 0.75)
     assert parse_params(with_value("judge.widths", [8, 16, 16])).judge.widths == (8, 16, 16)
 
 

@@ -94,7 +94,7 @@ class JudgeParams:
     lr: float = 0.4  # peak of the triangular schedule
     weight_decay: float = 5e-4
     label_smoothing: float = 0.2
-    widths: tuple[int, ...] = (64, 256, 256)
+    widths: tuple[int, ...] = (32, 128, 128)
     seed: int = 0
 
 
