@@ -37,7 +37,7 @@ class FeatureDistances:
         extractor = PrecomputedFeatures(real.shape[1])
         self.kid_subset = min(KID_SUBSET_SIZE, len(real))
         self.fid = FrechetInceptionDistance(feature=extractor, reset_real_features=False)
-        with warnings.catch_warnings():  # its note that it keeps every feature: 10,000 x 256 here, 20 MB
+        with warnings.catch_warnings():  # its note that it keeps every feature: 10,000 x 128 here (judge.widths), 10 MB
             warnings.filterwarnings("ignore", message="Metric `Kernel Inception Distance` will save")
             self.kid = KernelInceptionDistance(feature=extractor, subsets=KID_SUBSETS, subset_size=self.kid_subset,
                                                reset_real_features=False)
